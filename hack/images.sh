@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds container image tarballs without Docker or a registry (hack/tools/mkimage, go-containerregistry).
+#
+#   hack/images.sh [all|base|testapp|lastcall]
+#
+#   base      $LASTCALL_CACHE/images/pause.tar       local.test/pause:3.10      (sandbox image; static pause binary)
+#             $LASTCALL_CACHE/images/debian-web.tar  local.test/debian-web:1    (bookworm minbase + nginx-light + php8.2-fpm)
+#   testapp   _output/images/testapp.tar             local.test/testapp:1       (only the static test/testapp binary)
+#   lastcall  _output/images/lastcall-webhook.tar    ghcr.io/lastcall-dev/lastcall-webhook:$VERSION
+#             _output/images/lastcall-shim.tar       ghcr.io/lastcall-dev/lastcall-shim:$VERSION
+#             (from bin/lastcall-webhook and bin/lastcall-shim: run `make build` first)
+#   all       all of the above
+#
+# Every image is rebuilt only when its inputs change (a key file next to the tarball); a second run is instant.
+# Load them with `hack/cluster/local.sh load FILE.tar` (or `ctr -n k8s.io images import`, `kind load image-archive`).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
+
+VERSION=${VERSION:-v0.1.0-dev}
+DEBIAN_SUITE=bookworm
+DEBIAN_PACKAGES=nginx-light,php8.2-fpm
+base_dir=$LASTCALL_CACHE/images
+out_dir=$root/_output/images
+tools=$LASTCALL_CACHE/tools
+src_label=org.opencontainers.image.source=https://github.com/lastcall-dev/lastcall
+
+hashof() { cat "$@" | sha256sum | cut -c1-32; }
+# uptodate TAR KEY: the tarball exists and was built from inputs with this key
+uptodate() { [ -f "$1" ] && [ "$(cat "$1.key" 2>/dev/null)" = "$2" ]; }
+done_key() { echo "$2" > "$1.key"; }
+tools_key() { ls "$tools"/.tools-* 2>/dev/null | xargs -n1 basename; }
+
+build_tools() { "$here/tools/build.sh"; }
+
+image_pause() {
+  local tar=$base_dir/pause.tar key
+  key=$( (tools_key; echo local.test/pause:3.10) | hashof)
+  uptodate "$tar" "$key" && return
+  step "image local.test/pause:3.10"
+  "$tools/mkimage" -t local.test/pause:3.10 -o "$tar" -file "$tools/pause:/pause:0755" \
+    -entrypoint /pause -user 65535:65535 -label "$src_label"
+  done_key "$tar" "$key"
+}
+
+# A Debian root filesystem for nginx + php-fpm, docs, man pages and locales left out. ~76 s and ~100 MB, once.
+rootfs_debian_web() {
+  local tgz=$base_dir/debian-web-rootfs.tar.gz key
+  key=$( (echo "$DEBIAN_SUITE $DEBIAN_PACKAGES v2"; dpkg-query -W -f='${Version}' mmdebstrap 2>/dev/null) | hashof)
+  uptodate "$tgz" "$key" && return
+  command -v mmdebstrap >/dev/null || { echo "mmdebstrap missing: run hack/install-deps.sh" >&2; exit 1; }
+  step "Debian $DEBIAN_SUITE rootfs with $DEBIAN_PACKAGES (mmdebstrap, ~80 s once)"
+  mmdebstrap --quiet --variant=minbase --include="$DEBIAN_PACKAGES" --format=tar \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+    --dpkgopt='path-exclude=/usr/share/lintian/*' --dpkgopt='path-exclude=/usr/share/linda/*' \
+    "$DEBIAN_SUITE" - | gzip -1 > "$tgz.tmp"
+  mv "$tgz.tmp" "$tgz"
+  done_key "$tgz" "$key"
+}
+
+image_debian_web() {
+  rootfs_debian_web
+  local tar=$base_dir/debian-web.tar key
+  key=$( (tools_key; cat "$base_dir/debian-web-rootfs.tar.gz.key"; echo local.test/debian-web:1) | hashof)
+  uptodate "$tar" "$key" && return
+  step "image local.test/debian-web:1"
+  "$tools/mkimage" -t local.test/debian-web:1 -o "$tar" -layer "$base_dir/debian-web-rootfs.tar.gz" \
+    -cmd /bin/bash -label "$src_label"
+  done_key "$tar" "$key"
+}
+
+image_testapp() {
+  local bin=$root/_output/bin/testapp tar=$out_dir/testapp.tar key
+  mkdir -p "$root/_output/bin"
+  (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin" ./test/testapp)
+  key=$( (tools_key; sha256sum < "$bin"; echo local.test/testapp:1) | hashof)
+  uptodate "$tar" "$key" && return
+  step "image local.test/testapp:1"
+  "$tools/mkimage" -t local.test/testapp:1 -o "$tar" -file "$bin:/testapp:0755" -entrypoint /testapp \
+    -user 65532:65532 -label "$src_label"
+  done_key "$tar" "$key"
+}
+
+# image_lastcall NAME: ghcr.io/lastcall-dev/NAME:$VERSION from bin/NAME, non-root, no shell.
+image_lastcall() {
+  local name=$1 bin=$root/bin/$1 tar=$out_dir/$1.tar key ref=ghcr.io/lastcall-dev/$1:$VERSION
+  if [ ! -x "$bin" ]; then
+    echo "images.sh: $bin does not exist: build the binaries first (make build)" >&2
+    exit 1
+  fi
+  key=$( (tools_key; sha256sum < "$bin"; echo "$ref") | hashof)
+  uptodate "$tar" "$key" && return
+  step "image $ref"
+  "$tools/mkimage" -t "$ref" -o "$tar" -file "$bin:/usr/local/bin/$name:0755" -entrypoint "/usr/local/bin/$name" \
+    -user 65532:65532 -label "$src_label" -label "org.opencontainers.image.version=$VERSION"
+  done_key "$tar" "$key"
+}
+
+mkdir -p "$base_dir" "$out_dir"
+what=${1:-all}
+case $what in
+  base) build_tools; image_pause; image_debian_web ;;
+  testapp) build_tools; image_testapp ;;
+  lastcall) build_tools; image_lastcall lastcall-webhook; image_lastcall lastcall-shim ;;
+  all) build_tools; image_pause; image_debian_web; image_testapp
+       image_lastcall lastcall-webhook; image_lastcall lastcall-shim ;;
+  *) echo "usage: $0 [all|base|testapp|lastcall]" >&2; exit 2 ;;
+esac
