@@ -1,0 +1,44 @@
+package shim
+
+import (
+	"context"
+	"io"
+	"syscall"
+)
+
+const prestopSynopsis = `prestop [--delay D] [--signal S] [--timeout T] [--target auto|pid:N|name:NAME]
+
+Sleeps D, sends S to the container's main process, and returns once it has exited (a zombie counts as exited)
+or T has passed. Before signalling it prints one line saying that, when the target is PID 1, the kubelet will
+report this hook as failed (exit 137) because the kernel kills the hook when PID 1 exits: that is expected.
+
+Targets: auto = PID 1, unless PID 1 is the pod's pause process (shareProcessNamespace): then the oldest process
+with PPid 0 in this hook's cgroup; pid:N; name:NAME = oldest process in this hook's cgroup whose comm is NAME.
+Never signals pause or a process of another container (auto, name).`
+
+func prestopMain(args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("prestop", prestopSynopsis, stdout)
+	delay := fs.Duration("delay", 0, "wait this long before signalling, so endpoints stop sending traffic (Go duration)")
+	sigFlag := fs.String("signal", "SIGTERM", "signal to send: SIGQUIT, QUIT, quit or a number")
+	timeout := fs.Duration("timeout", 30e9, "how long to wait for the target to exit after the signal; 0: do not wait")
+	target := fs.String("target", "auto", "which process: auto, pid:N or name:NAME")
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("prestop: unexpected argument %q", fs.Arg(0))
+	}
+	if *delay < 0 || *timeout < 0 {
+		return usageErr("prestop: --delay and --timeout must not be negative")
+	}
+	sig, err := ParseSignal(*sigFlag)
+	if err != nil {
+		return usageErr("prestop: --signal: %w", err)
+	}
+	spec, err := ParseTargetSpec(*target)
+	if err != nil {
+		return usageErr("prestop: --target: %w", err)
+	}
+	p := &Prestop{Delay: *delay, Signal: syscall.Signal(sig), Timeout: *timeout, Target: spec, Log: stdout}
+	return p.Run(context.Background())
+}
