@@ -1,0 +1,149 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lastcall-dev/lastcall/internal/loadgen"
+)
+
+const (
+	inflight     = 6                // K requests in flight when the signal arrives
+	slowRequest  = 2 * time.Second  // how long each in-flight request takes
+	drainDelay   = 1 * time.Second  // prestop --delay
+	serveTimeout = 15 * time.Second // per request bound for the load generator
+	hookBound    = 20 * time.Second // the longest any hook in these tests may run
+	readyBound   = 10 * time.Second // server start-up
+	nginxConfFmt = `daemon off;
+master_process on;
+worker_processes 2;
+user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  server {
+    listen 127.0.0.1:%[2]d;
+    location = /fast { return 200 "fast\n"; }
+    location / { proxy_pass http://%[3]s; proxy_read_timeout 30s; }
+  }
+}
+`
+)
+
+// nginxResult is what one nginx shutdown run measured.
+type nginxResult struct {
+	inflight     *loadgen.Report // the K slow requests started before the signal
+	duringDelay  *loadgen.Report // fresh requests sent during the drain delay
+	hook         *hookRun
+	lastResponse time.Time // end of the last in-flight request
+	nginxExit    time.Time
+}
+
+// runNginxShutdown starts nginx as PID 1 of a PID namespace in front of a slow loopback upstream, puts K
+// requests in flight, and runs `lastcall-shim prestop --target auto` inside the namespace as the kubelet would.
+func runNginxShutdown(t *testing.T, signal string) nginxResult {
+	tools := requireReal(t, "nginx", "unshare", "nsenter")
+	dir := t.TempDir()
+	var started atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		time.Sleep(slowRequest)
+		fmt.Fprintln(w, "slow")
+	}))
+	t.Cleanup(upstream.Close)
+	port := freePort(t)
+	conf := filepath.Join(dir, "nginx.conf")
+	writeFile(t, conf, fmt.Sprintf(nginxConfFmt, dir, port, strings.TrimPrefix(upstream.URL, "http://")))
+	ns := startInPIDNS(t, os.Environ(), tools["nginx"], "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", conf)
+	target := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, readyBound, "nginx to serve", func() bool {
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: target, Path: "/fast", Requests: 1, Timeout: time.Second})
+		return err == nil && rep.Count(loadgen.OK) == 1
+	})
+
+	slow := make(chan *loadgen.Report, 1)
+	go func() {
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: target, Path: "/slow", Clients: inflight, Requests: inflight, Timeout: serveTimeout})
+		if err != nil {
+			t.Error(err)
+		}
+		slow <- rep
+	}()
+	waitFor(t, 5*time.Second, fmt.Sprintf("%d requests in flight at the upstream", inflight), func() bool { return started.Load() == inflight })
+
+	hook := startHook(t, ns.nsenter(shimArgv(t, "prestop", "--delay", drainDelay.String(), "--signal", signal, "--timeout", "10s")...))
+	// New connections during the delay must still be served: endpoints may still send traffic then.
+	during, err := loadgen.Run(context.Background(), loadgen.Config{Target: target, Path: "/fast", Clients: 1, Duration: drainDelay * 6 / 10, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook.wait(t, hookBound)
+	if !ns.exitedWithin(5 * time.Second) {
+		t.Fatalf("nginx still running 5s after the hook returned; hook stdout:\n%s", hook.stdout)
+	}
+	res := nginxResult{inflight: <-slow, duringDelay: during, hook: hook, nginxExit: ns.exited}
+	for _, r := range res.inflight.Results {
+		if r.End.After(res.lastResponse) {
+			res.lastResponse = r.End
+		}
+	}
+	t.Logf("%s: in-flight %s; during the delay %s; hook %s, output:\n%s%s", signal, res.inflight.Summary(),
+		res.duringDelay.Summary(), hook.status(), hook.stdout, hook.stderr)
+	return res
+}
+
+// checkHookOutput asserts the hook's promise: the "expected failure" line, and that it did not return before
+// nginx was done (with PID 1 as target the kernel kills the hook when nginx exits: "signal SIGKILL" is fine).
+func checkHookOutput(t *testing.T, r nginxResult, sig string) {
+	t.Helper()
+	want := fmt.Sprintf("lastcall: %s sent to nginx (pid 1) after %s; the kubelet reports this hook as failed when nginx exits: expected\n", sig, drainDelay)
+	if !strings.Contains(r.hook.stdout.String(), want) {
+		t.Errorf("hook stdout lacks %q:\n%s", want, r.hook.stdout)
+	}
+	if st := r.hook.status(); st != "exit 0" && st != "signal SIGKILL" {
+		t.Errorf("hook ended with %s, want exit 0 or SIGKILL when PID 1 exits; stderr:\n%s", st, r.hook.stderr)
+	}
+	if r.hook.ended.Before(r.lastResponse) {
+		t.Errorf("hook returned at %s, before nginx answered its last in-flight request at %s", r.hook.ended.Format(time.StampMilli), r.lastResponse.Format(time.StampMilli))
+	}
+	if d := r.nginxExit.Sub(r.hook.ended); d > 500*time.Millisecond {
+		t.Errorf("nginx exited %s after the hook returned: the hook must wait for the exit", d)
+	}
+	if n := r.duringDelay.Count(loadgen.OK); n == 0 || n != len(r.duringDelay.Results) {
+		t.Errorf("requests during the drain delay: %s; want all served", r.duringDelay.Summary())
+	}
+}
+
+func TestNginxPrestopQuitKeepsInFlightRequests(t *testing.T) {
+	t.Parallel()
+	r := runNginxShutdown(t, "QUIT")
+	checkHookOutput(t, r, "SIGQUIT")
+	if ok := r.inflight.Count(loadgen.OK); ok != inflight {
+		t.Errorf("SIGQUIT: %d/%d in-flight requests succeeded (%s), want all", ok, inflight, r.inflight.Summary())
+	}
+}
+
+func TestNginxPrestopTermDropsInFlightRequests(t *testing.T) {
+	t.Parallel()
+	r := runNginxShutdown(t, "SIGTERM")
+	checkHookOutput(t, r, "SIGTERM")
+	// SIGTERM is nginx's fast shutdown: the connections of in-flight requests are closed without a response.
+	if failed := len(r.inflight.Failures()); failed < inflight/2 {
+		t.Errorf("SIGTERM: only %d/%d in-flight requests failed (%s); nginx's fast shutdown should cut them", failed, inflight, r.inflight.Summary())
+	}
+}
