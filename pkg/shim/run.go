@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -47,7 +48,12 @@ func (s *Supervisor) Run() (int, error) {
 	}
 	path, err := exec.LookPath(s.Argv[0])
 	if err != nil {
-		return ExitNotFound, withCode(ExitNotFound, fmt.Errorf("run: %w", err))
+		// Shell convention: 127 for a command that does not exist, 126 for one that cannot be executed.
+		code := ExitCannotExec
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			code = ExitNotFound
+		}
+		return code, withCode(code, fmt.Errorf("run: %w", err))
 	}
 	stop := s.StopSignal
 	if stop == 0 {
