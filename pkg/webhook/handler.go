@@ -1,0 +1,165 @@
+// Package webhook is the admission plumbing around the engine: decode the AdmissionReview's Pod, run
+// pkg/mutate, turn the typed difference into a JSONPatch, and answer with warnings and metrics. Whatever goes
+// wrong inside lastcall, the pod is admitted: a graceful-shutdown tool must never block a deployment.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-logr/logr"
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
+)
+
+// Path is where the server serves the pod webhook.
+const Path = "/mutate-v1-pod"
+
+// NamespaceGetter returns cached namespace metadata. ok is false when the namespace is not (yet) known; the
+// engine then works without namespace labels and annotations.
+type NamespaceGetter interface {
+	Namespace(name string) (mutate.Namespace, bool)
+}
+
+// CatalogSource returns the current profile catalog (built-ins layered with ShutdownProfiles).
+type CatalogSource interface {
+	Catalog() *profiles.Catalog
+}
+
+// StaticCatalog is a CatalogSource that never changes (tests, and the server before the CRD informer syncs).
+type StaticCatalog struct{ C *profiles.Catalog }
+
+// Catalog implements CatalogSource.
+func (s StaticCatalog) Catalog() *profiles.Catalog { return s.C }
+
+// Handler is a raw admission.Handler (not a CustomDefaulter) because it must return warnings and decide
+// itself what a failure means.
+type Handler struct {
+	Engine     *mutate.Engine
+	Namespaces NamespaceGetter
+	Profiles   CatalogSource
+	Log        logr.Logger
+	Metrics    *Metrics
+}
+
+var podKind = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+
+// Handle implements admission.Handler.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+	start := time.Now()
+	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace, "name", req.Name)
+	var result, reason string
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug in lastcall must cost the pod its graceful shutdown, never its creation.
+			log.Error(fmt.Errorf("panic: %v", r), "admission panicked; pod admitted unchanged", "stack", string(debug.Stack()))
+			resp = admission.Allowed("")
+			resp.Warnings = []string{"lastcall: internal error; pod admitted without graceful-shutdown injection"}
+			result, reason = ResultError, "panic"
+		}
+		h.Metrics.observe(result, reason, time.Since(start))
+	}()
+
+	if req.Operation != admissionv1.Create {
+		result, reason = ResultSkipped, "operation-"+string(req.Operation)
+		return admission.Allowed("")
+	}
+	if req.Kind != podKind || req.SubResource != "" {
+		result, reason = ResultSkipped, "not-a-pod"
+		return admission.Allowed("")
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		log.Error(err, "cannot decode pod; admitted unchanged")
+		result, reason = ResultError, "decode"
+		resp = admission.Allowed("")
+		resp.Warnings = []string{"lastcall: cannot decode the pod (" + truncate(err.Error(), 120) + "); admitted without graceful-shutdown injection"}
+		return resp
+	}
+	nsName := req.Namespace
+	if nsName == "" {
+		nsName = pod.Namespace
+	}
+	ns, _ := h.Namespaces.Namespace(nsName)
+	if ns.Name == "" {
+		ns.Name = nsName
+	}
+
+	res := h.Engine.Mutate(pod, ns, h.Profiles.Catalog())
+	warnings := res.AllWarnings()
+	if msg, deny := res.DenyMessage(h.Engine.Policy().Strict); deny {
+		result, reason = ResultDenied, "bad-annotation"
+		log.Info("pod denied (strict mode)", "message", msg)
+		resp = admission.Denied(msg)
+		resp.Result.Code = http.StatusBadRequest
+		return resp
+	}
+	if res.Skip != nil {
+		result, reason = ResultSkipped, string(res.Skip.Code)
+		log.V(1).Info("pod skipped", "reason", res.Skip.Code, "message", res.Skip.Message)
+		resp = admission.Allowed("")
+		resp.Warnings = warnings
+		return resp
+	}
+
+	patch, err := Patch(pod, res.Pod)
+	if err != nil {
+		log.Error(err, "cannot compute patch; admitted unchanged")
+		result, reason = ResultError, "patch"
+		resp = admission.Allowed("")
+		resp.Warnings = append(warnings, "lastcall: internal error computing the patch; pod admitted without graceful-shutdown injection")
+		return resp
+	}
+	if len(patch) == 0 {
+		result, reason = ResultUnchanged, "already-injected"
+		resp = admission.Allowed("")
+		resp.Warnings = warnings
+		return resp
+	}
+	result, reason = ResultInjected, "injected"
+	for _, d := range res.Containers {
+		if d.Skip == nil {
+			h.Metrics.injected(d.Profile)
+		}
+	}
+	log.V(1).Info("pod injected", "containers", res.Injected(), "grace", res.Grace.After, "warnings", len(warnings))
+	resp = admission.Patched("", patch...)
+	resp.Warnings = warnings
+	return resp
+}
+
+// Patch diffs the typed original against the typed result. Both are marshaled by the same code, so fields
+// unknown to our API types are absent from both sides and the patch never touches them; diffing against the
+// raw request instead would "remove" every field newer than k8s.io/api.
+func Patch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error) {
+	a, err := json.Marshal(original)
+	if err != nil {
+		return nil, fmt.Errorf("marshal original pod: %w", err)
+	}
+	b, err := json.Marshal(mutated)
+	if err != nil {
+		return nil, fmt.Errorf("marshal mutated pod: %w", err)
+	}
+	ops, err := jsonpatch.CreatePatch(a, b)
+	if err != nil {
+		return nil, fmt.Errorf("diff pods: %w", err)
+	}
+	return ops, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
