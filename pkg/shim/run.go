@@ -85,9 +85,10 @@ func (s *Supervisor) Run() (int, error) {
 		}
 		return code, withCode(code, fmt.Errorf("run: start %s: %w", path, err))
 	}
-	s.logf("started %s (pid %d)", s.Argv[0], pid)
-
+	// The first stop signal starts the delay; later ones during it are dropped (the delayed one is coming), and
+	// once it has passed every signal is forwarded at once.
 	var delayed <-chan time.Time
+	delayOver := s.Delay <= 0
 	for {
 		select {
 		case sig := <-sigs:
@@ -98,7 +99,7 @@ func (s *Supervisor) Run() (int, error) {
 				continue
 			}
 			sys := sig.(syscall.Signal)
-			if sys == stop && s.Delay > 0 {
+			if sys == stop && !delayOver {
 				if delayed == nil {
 					s.logf("%s received; forwarding %s to pid %d in %s", SignalName(sys), SignalName(s.rewrite(sys)), pid, s.Delay)
 					delayed = time.After(s.Delay)
@@ -107,6 +108,7 @@ func (s *Supervisor) Run() (int, error) {
 			}
 			s.forward(pid, sys)
 		case <-delayed:
+			delayed, delayOver = nil, true
 			s.forward(pid, stop)
 		}
 	}

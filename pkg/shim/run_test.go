@@ -72,6 +72,25 @@ func TestRunRewritesAndDelaysTheStopSignal(t *testing.T) {
 	}
 }
 
+func TestRunForwardsStopSignalsAfterTheDelayAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	got := filepath.Join(dir, "got")
+	// The child survives SIGTERM and logs each one, like a server that needs a second signal to stop fast.
+	ns := startRun(t, dir, "--delay", "300ms", "--", "sh", "-c", fmt.Sprintf(`trap 'echo TERM >> %s' TERM; : > %s/ready; %s`, got, dir, loop))
+	lines := func() int { return strings.Count(readFileString(got)+"\n", "TERM\n") }
+	for i, bound := range []time.Duration{5 * time.Second, 250 * time.Millisecond} {
+		sent := time.Now()
+		if err := unix.Kill(ns.pid, unix.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, fmt.Sprintf("SIGTERM #%d to reach the child", i+1), func() bool { return lines() == i+1 })
+		if took := time.Since(sent); i == 0 && took < 300*time.Millisecond || took > bound {
+			t.Errorf("SIGTERM #%d reached the child after %s", i+1, took)
+		}
+	}
+}
+
 // A shell entrypoint that traps the signal and relays it to its app: the shim must deliver the signal to the
 // shell (its child), and exit with the shell's status.
 func TestRunShellEntrypointRelaysToItsApp(t *testing.T) {
