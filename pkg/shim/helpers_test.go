@@ -98,7 +98,7 @@ func startInPIDNS(t *testing.T, env []string, argv ...string) *nsProc {
 	cmd := exec.Command("unshare", append([]string{"--pid", "--fork", "--mount-proc", "--kill-child"}, argv...)...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = testProcAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", argv, err)
 	}
@@ -160,7 +160,7 @@ func (p *nsProc) exitCode() int {
 // inside a container: its parent is outside, so it sees PPid 0, and /proc is the namespace's.
 func (p *nsProc) nsenter(argv ...string) *exec.Cmd {
 	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(p.pid), "-p", "-m", "--"}, argv...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = testProcAttr()
 	return cmd
 }
 
@@ -264,4 +264,10 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testProcAttr puts a test's process in its own group (cleanup kills the group) and kills it if the test
+// binary dies (a timeout panic), so no server outlives the test run.
+func testProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +21,7 @@ func startTarget(t *testing.T, onTerm string) *exec.Cmd {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
 	cmd := exec.Command("sh", "-c", fmt.Sprintf(`trap '%s' TERM; : > %s; while :; do sleep 0.05; done`, onTerm, ready))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = testProcAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +162,7 @@ func TestPrestopAutoInSharedPIDNamespace(t *testing.T) {
 		}
 		cmd := exec.Command("sh", "-c", fmt.Sprintf("echo $$ > %s/cgroup.procs && exec nsenter -t %d -p -m -- %s",
 			cg, ns.pid, strings.Join(quoted, " ")))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.SysProcAttr = testProcAttr()
 		return cmd
 	}
 	server := func(name, cg string) {
