@@ -36,12 +36,12 @@ func requireReal(t *testing.T, tools ...string) map[string]string {
 	missing := func(why string) {
 		t.Helper()
 		if os.Getenv("LASTCALL_REQUIRE_REAL") == "1" {
-			t.Fatalf("LASTCALL_REQUIRE_REAL=1 and %s (run hack/install-deps.sh as root)", why)
+			t.Fatalf("LASTCALL_REQUIRE_REAL=1 and %s", why)
 		}
 		t.Skipf("skipping real-process test: %s (set LASTCALL_REQUIRE_REAL=1 to fail instead)", why)
 	}
 	if os.Geteuid() != 0 {
-		missing("not root (PID namespaces and cgroups need root)")
+		missing("not root (PID namespaces and cgroups need root): run the tests as root")
 	}
 	paths := map[string]string{}
 	for _, tool := range tools {
@@ -57,7 +57,7 @@ func requireReal(t *testing.T, tools ...string) map[string]string {
 			}
 		}
 		if paths[alts[0]] == "" {
-			missing(fmt.Sprintf("%s not found", strings.Join(alts, " or ")))
+			missing(fmt.Sprintf("%s not found (hack/install-deps.sh installs it)", strings.Join(alts, " or ")))
 		}
 	}
 	return paths
