@@ -46,18 +46,27 @@ var (
 
 func findPHPFPM() (string, error) {
 	for _, n := range phpFPMNames {
-		if p, err := exec.LookPath(n); err == nil {
+		if p, err := lookPHPFPM(n); err == nil {
 			return p, nil
-		}
-		for _, d := range phpFPMDirs {
-			p := filepath.Join(d, n)
-			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-				return p, nil
-			}
 		}
 	}
 	return "", fmt.Errorf("no php-fpm binary found (looked for php-fpm and php-fpm8.x on PATH and in %s); pass --binary",
 		strings.Join(phpFPMDirs, ", "))
+}
+
+// lookPHPFPM resolves name like a shell would, and also in the sbin directories that a non-root PATH lacks.
+func lookPHPFPM(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err == nil || strings.Contains(name, "/") {
+		return p, err
+	}
+	for _, d := range phpFPMDirs {
+		p := filepath.Join(d, name)
+		if st, serr := os.Stat(p); serr == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", err
 }
 
 // Run executes `php-fpm -tt`, which prints the effective configuration to stderr, and evaluates the timeout.
@@ -70,7 +79,7 @@ func (c PHPFPMCheck) Run(ctx context.Context) (PHPFPMResult, error) {
 		if bin, err = findPHPFPM(); err != nil {
 			return r, err
 		}
-	} else if bin, err = exec.LookPath(bin); err != nil {
+	} else if bin, err = lookPHPFPM(bin); err != nil {
 		return r, fmt.Errorf("php-fpm binary %q: %w", c.Binary, err)
 	}
 	r.Binary = bin

@@ -98,3 +98,15 @@ func TestCheckSuggestion(t *testing.T) {
 		}
 	}
 }
+
+// php-fpm lives in sbin directories that a non-root PATH (and many images' PATH) lacks; the check must find it.
+func TestCheckFindsPHPFPMOutsidePATH(t *testing.T) {
+	requireReal(t, "php-fpm|php-fpm8.2|php-fpm8.3|php-fpm8.4")
+	t.Setenv("PATH", t.TempDir())
+	conf, _ := writeFPMConf(t, t.TempDir(), "20s")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"check", "php-fpm", "--budget", "30s", "--config", conf, "--mode", "enforce"}, &stdout, &stderr)
+	if want := "ok: process_control_timeout = 20s fits the 30s budget"; code != ExitOK || !strings.Contains(stdout.String(), want) {
+		t.Errorf("exit %d stdout %q stderr %q; want 0 and %q", code, &stdout, &stderr, want)
+	}
+}
