@@ -91,6 +91,27 @@ func (r *Report) Failures() []Result {
 	return out
 }
 
+// InFlight returns the requests that started before at and ended after it: the ones a shutdown signal at that
+// moment must let finish.
+func (r *Report) InFlight(at time.Time) *Report {
+	return r.filter(func(res Result) bool { return res.Start.Before(at) && res.End.After(at) })
+}
+
+// StartedAfter returns the requests that started at or after at, e.g. new traffic after a signal.
+func (r *Report) StartedAfter(at time.Time) *Report {
+	return r.filter(func(res Result) bool { return !res.Start.Before(at) })
+}
+
+func (r *Report) filter(keep func(Result) bool) *Report {
+	out := &Report{}
+	for _, res := range r.Results {
+		if keep(res) {
+			out.Results = append(out.Results, res)
+		}
+	}
+	return out
+}
+
 // Summary is a one-line count by kind, e.g. "20 requests: 18 ok, 2 eof".
 func (r *Report) Summary() string {
 	counts := map[Kind]int{}

@@ -146,3 +146,29 @@ func TestRunCountsEveryOutcome(t *testing.T) {
 		}
 	})
 }
+
+func TestReportSplitsAroundASignal(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	rep := &Report{Results: []Result{
+		{Client: 0, Start: at(0), End: at(50), Kind: OK},       // done before the signal
+		{Client: 1, Start: at(10), End: at(300), Kind: EOF},    // in flight
+		{Client: 2, Start: at(90), End: at(150), Kind: OK},     // in flight
+		{Client: 3, Start: at(100), End: at(120), Kind: Reset}, // new
+		{Client: 4, Start: at(200), End: at(201), Kind: ConnectRefused},
+	}}
+	in, after := rep.InFlight(at(100)), rep.StartedAfter(at(100))
+	if len(in.Results) != 2 || in.Count(EOF) != 1 || in.Count(OK) != 1 {
+		t.Errorf("in flight at 100ms: %s, want 1 eof and 1 ok", in.Summary())
+	}
+	if len(after.Results) != 2 || after.Count(Reset) != 1 || after.Count(ConnectRefused) != 1 {
+		t.Errorf("started after 100ms: %s, want 1 reset and 1 connect-refused", after.Summary())
+	}
+	if got, want := rep.Summary(), "5 requests: 1 connect-refused, 1 eof, 2 ok, 1 reset"; got != want {
+		t.Errorf("Summary() = %q, want %q", got, want)
+	}
+	if n := len(rep.Failures()); n != 3 {
+		t.Errorf("%d failures, want 3", n)
+	}
+}
