@@ -1,0 +1,50 @@
+// Command lastcall-webhook serves lastcall's mutating admission webhook for Pods.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/lastcall-dev/lastcall/internal/server"
+	"github.com/lastcall-dev/lastcall/internal/version"
+)
+
+func main() {
+	var o server.Options
+	flag.StringVar(&o.Config, "config", "/etc/lastcall/policy.yaml", "policy file; a missing file means the default policy")
+	flag.IntVar(&o.Port, "port", 9443, "webhook HTTPS port")
+	flag.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key (reloaded on change)")
+	flag.StringVar(&o.CertMode, "cert-mode", "self", "self: keep a rotating CA and serving certificate in --cert-secret and patch the caBundle; external: cert-manager or an existing Secret mounted at --cert-dir")
+	flag.StringVar(&o.CertSecret, "cert-secret", "lastcall-webhook-tls", "Secret holding the certificates (self mode)")
+	flag.StringVar(&o.WebhookConfig, "webhook-config", "lastcall", "MutatingWebhookConfiguration whose caBundle to patch (self mode)")
+	flag.StringVar(&o.ServiceName, "service-name", "lastcall-webhook", "Service in front of the webhook (certificate DNS names)")
+	flag.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace of the webhook (default $POD_NAMESPACE)")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	flag.StringVar(&o.LogLevel, "log-level", "info", "info or debug")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Version)
+		return
+	}
+	log, err := server.NewLogger(o.LogFormat, o.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lastcall-webhook:", err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(log)
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		log.Error(err, "no kubeconfig")
+		os.Exit(1)
+	}
+	if err := server.Run(ctrl.SetupSignalHandler(), cfg, o, log); err != nil {
+		log.Error(err, "lastcall-webhook failed")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,227 @@
+// Package server wires the webhook binary: manager, webhook server, informers, certificates, probes.
+// It is separate from main so the integration tests run exactly what the binary runs.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/version"
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/webhook"
+)
+
+// Options are the binary's flags.
+type Options struct {
+	Config, CertDir, CertMode, CertSecret, WebhookConfig, ServiceName, Namespace string
+	MetricsAddr, ProbeAddr, LogFormat, LogLevel                                  string
+	Port                                                                         int
+}
+
+// NewLogger builds the zap-backed logr logger.
+func NewLogger(format, level string) (logr.Logger, error) {
+	cfg := zap.NewProductionConfig()
+	switch format {
+	case "json":
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+	default:
+		return logr.Discard(), fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	switch level {
+	case "info":
+		cfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+	case "debug":
+		cfg.Level = zap.NewAtomicLevelAt(zapcore.DebugLevel)
+	default:
+		return logr.Discard(), fmt.Errorf("--log-level %q: want info or debug", level)
+	}
+	cfg.DisableStacktrace = true
+	z, err := cfg.Build()
+	if err != nil {
+		return logr.Discard(), fmt.Errorf("build logger: %w", err)
+	}
+	return zapr.NewLogger(z), nil
+}
+
+func loadPolicy(path string, log logr.Logger) (mutate.Policy, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		log.Info("no policy file; using the default policy", "path", path)
+		return mutate.DefaultPolicy(), nil
+	}
+	if err != nil {
+		return mutate.Policy{}, fmt.Errorf("read policy: %w", err)
+	}
+	p, err := mutate.ParsePolicy(data)
+	if err != nil {
+		return mutate.Policy{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Run serves until ctx ends. cfg is the API server to talk to.
+func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) error {
+	policy, err := loadPolicy(o.Config, log)
+	if err != nil {
+		return err
+	}
+	if o.CertMode != "self" && o.CertMode != "external" {
+		return fmt.Errorf("--cert-mode %q: want self or external", o.CertMode)
+	}
+	if o.CertMode == "self" && o.Namespace == "" {
+		return errors.New("--namespace (or $POD_NAMESPACE) is required with --cert-mode self")
+	}
+	minor, err := serverMinor(cfg)
+	if err != nil {
+		log.Error(err, "cannot read the server version; assuming a current server")
+	}
+	caps := mutate.ResolveCapabilities(policy.Capabilities, minor)
+	log.Info("starting", "version", version.Version, "serverMinor", minor, "preStopSleep", caps.PreStopSleep, "stopSignal", caps.StopSignal, "certMode", o.CertMode)
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: o.ProbeAddr,
+		WebhookServer: crwebhook.NewServer(crwebhook.Options{
+			Port: o.Port, CertDir: o.CertDir,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		}),
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			webhook.NamespaceMeta(): {Transform: webhook.TrimNamespace},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+
+	profilesR := webhook.NewProfileReconciler(mgr.GetClient(), log.WithName("profiles"))
+	if err := ctrl.NewControllerManagedBy(mgr).Named("shutdownprofiles").For(&v1alpha1.ShutdownProfile{}).Complete(profilesR); err != nil {
+		return fmt.Errorf("ShutdownProfile controller: %w", err)
+	}
+	// Start the namespace informer with the manager, not on the first admission.
+	if _, err := mgr.GetCache().GetInformer(ctx, webhook.NamespaceMeta()); err != nil {
+		return fmt.Errorf("namespace informer: %w", err)
+	}
+
+	handler := &webhook.Handler{
+		Engine:     mutate.New(mutate.Options{Policy: policy, Capabilities: caps, Version: version.Version}),
+		Namespaces: webhook.CachedNamespaces{Reader: mgr.GetCache()},
+		Profiles:   profilesR,
+		Log:        log.WithName("admission"),
+		Metrics:    webhook.NewMetrics(crmetrics.Registry),
+	}
+	mgr.GetWebhookServer().Register(webhook.Path, &crwebhook.Admission{Handler: handler})
+
+	certsReady := make(chan struct{})
+	if o.CertMode == "self" {
+		if err := os.MkdirAll(o.CertDir, 0o700); err != nil {
+			return fmt.Errorf("cert dir: %w", err)
+		}
+		key := types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret}
+		direct, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return err
+		}
+		if err := webhook.EnsureSecret(ctx, direct, key); err != nil {
+			return err
+		}
+		svc := o.ServiceName + "." + o.Namespace + ".svc"
+		if err := rotator.AddRotator(mgr, &rotator.CertRotator{
+			SecretKey: key, CertDir: o.CertDir,
+			CAName: "lastcall-ca", CAOrganization: "lastcall",
+			DNSName: svc, ExtraDNSNames: []string{o.ServiceName, o.ServiceName + "." + o.Namespace, svc + ".cluster.local"},
+			IsReady:  certsReady,
+			Webhooks: []rotator.WebhookInfo{{Name: o.WebhookConfig, Type: rotator.Mutating}},
+		}); err != nil {
+			return fmt.Errorf("certificate rotator: %w", err)
+		}
+		if err := mgr.Add(&webhook.SecretFiles{Reader: direct, Key: key, Dir: o.CertDir, Log: log.WithName("certs")}); err != nil {
+			return err
+		}
+	} else {
+		close(certsReady)
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	started := mgr.GetWebhookServer().StartedChecker()
+	if err := mgr.AddReadyzCheck("ready", func(r *http.Request) error {
+		select {
+		case <-certsReady:
+		default:
+			return errors.New("certificates not ready")
+		}
+		if _, err := os.Stat(filepath.Join(o.CertDir, corev1.TLSCertKey)); err != nil {
+			return fmt.Errorf("no serving certificate yet: %w", err)
+		}
+		if !profilesR.Synced() && !noProfiles(mgr) {
+			return errors.New("ShutdownProfiles not loaded yet")
+		}
+		return started(r)
+	}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// noProfiles is true once the cache has synced and holds no ShutdownProfile: the reconciler never runs then,
+// and the built-in catalog is the right one.
+func noProfiles(mgr ctrl.Manager) bool {
+	var list v1alpha1.ShutdownProfileList
+	if err := mgr.GetCache().List(context.Background(), &list); err != nil {
+		return false
+	}
+	return len(list.Items) == 0
+}
+
+func serverMinor(cfg *rest.Config) (int, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	v, err := dc.ServerVersion()
+	if err != nil {
+		return 0, fmt.Errorf("server version: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	if err != nil {
+		return 0, fmt.Errorf("server minor version %q: %w", v.Minor, err)
+	}
+	return n, nil
+}
