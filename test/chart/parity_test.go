@@ -1,0 +1,168 @@
+package chart_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// TestKustomizeParity checks that config/default installs what the chart installs with default values: the
+// same webhook (selection, matchConditions, failure policy, service), the same RBAC rules, the same webhook
+// container and volumes, and the same policy file. Metadata (labels, generated names) may differ.
+func TestKustomizeParity(t *testing.T) {
+	t.Parallel()
+	chart := decodeAll(t, helmTemplate(t))
+	kust := decodeAll(t, kustomize(t, "config/default"))
+
+	t.Run("MutatingWebhookConfiguration webhooks", func(t *testing.T) {
+		want := find(t, chart, "MutatingWebhookConfiguration", releaseName).Object["webhooks"]
+		got := find(t, kust, "MutatingWebhookConfiguration", releaseName).Object["webhooks"]
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("webhooks (-chart +kustomize):\n%s", diff)
+		}
+	})
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		t.Run(kind+" rules", func(t *testing.T) {
+			want := rules(t, find(t, chart, kind, releaseName))
+			got := rules(t, find(t, kust, kind, releaseName))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s rules (-chart +kustomize):\n%s", kind, diff)
+			}
+		})
+	}
+	t.Run("Deployment pod spec", func(t *testing.T) {
+		want := podSpec(t, find(t, chart, "Deployment", releaseName))
+		got := podSpec(t, find(t, kust, "Deployment", releaseName))
+		// The ConfigMap name differs: kustomize appends a content hash.
+		for _, spec := range []map[string]any{want, got} {
+			for _, v := range spec["volumes"].([]any) {
+				if cm, ok := v.(map[string]any)["configMap"].(map[string]any); ok {
+					cm["name"] = "<policy>"
+				}
+			}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("pod spec (-chart +kustomize):\n%s", diff)
+		}
+	})
+	t.Run("policy file", func(t *testing.T) {
+		want := find(t, chart, "ConfigMap", releaseName+"-policy").Object["data"].(map[string]any)["policy.yaml"]
+		var got any
+		for _, o := range kust {
+			if o.GetKind() == "ConfigMap" {
+				got = o.Object["data"].(map[string]any)["policy.yaml"]
+			}
+		}
+		if diff := cmp.Diff(yamlValue(t, want), yamlValue(t, got)); diff != "" {
+			t.Errorf("policy.yaml (-chart +kustomize):\n%s", diff)
+		}
+	})
+}
+
+// TestRBACParity checks the chart's RBAC against config/rbac/role.yaml, which controller-gen generates from
+// the markers in internal/rbac: the markers are the one source of the permissions.
+func TestRBACParity(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := decodeAll(t, string(raw))
+	chart := decodeAll(t, helmTemplate(t))
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		want := rules(t, find(t, generated, kind, releaseName))
+		got := rules(t, find(t, chart, kind, releaseName))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: chart rules differ from the generated config/rbac/role.yaml (-generated +chart); change internal/rbac markers and charts/lastcall/templates/rbac.yaml together:\n%s", kind, diff)
+		}
+	}
+}
+
+// TestCertManagerParity checks the cert-manager overlay against the chart in certManager mode.
+func TestCertManagerParity(t *testing.T) {
+	t.Parallel()
+	chart := decodeAll(t, helmTemplate(t, "--set", "certificates.mode=certManager"))
+	kust := decodeAll(t, kustomize(t, "config/overlays/cert-manager"))
+	cm := find(t, chart, "MutatingWebhookConfiguration", releaseName)
+	km := find(t, kust, "MutatingWebhookConfiguration", releaseName)
+	if diff := cmp.Diff(cm.GetAnnotations(), km.GetAnnotations()); diff != "" {
+		t.Errorf("webhook configuration annotations (-chart +kustomize):\n%s", diff)
+	}
+	if diff := cmp.Diff(cm.Object["webhooks"], km.Object["webhooks"]); diff != "" {
+		t.Errorf("webhooks (-chart +kustomize):\n%s", diff)
+	}
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		if diff := cmp.Diff(rules(t, find(t, chart, kind, releaseName)), rules(t, find(t, kust, kind, releaseName))); diff != "" {
+			t.Errorf("%s rules (-chart +kustomize):\n%s", kind, diff)
+		}
+	}
+	wantPod := podSpec(t, find(t, chart, "Deployment", releaseName))
+	gotPod := podSpec(t, find(t, kust, "Deployment", releaseName))
+	if diff := cmp.Diff(wantPod["containers"], gotPod["containers"]); diff != "" {
+		t.Errorf("containers (-chart +kustomize):\n%s", diff)
+	}
+	for _, kind := range []string{"Issuer", "Certificate"} {
+		for _, o := range chart {
+			if o.GetKind() != kind {
+				continue
+			}
+			k := find(t, kust, kind, o.GetName())
+			if diff := cmp.Diff(o.Object["spec"], k.Object["spec"]); diff != "" {
+				t.Errorf("%s %s spec (-chart +kustomize):\n%s", kind, o.GetName(), diff)
+			}
+		}
+	}
+}
+
+// rules returns the RBAC rules in a canonical form: every list sorted, rules sorted.
+func rules(t testing.TB, o *unstructured.Unstructured) []string {
+	t.Helper()
+	raw, _ := o.Object["rules"].([]any)
+	out := make([]string, 0, len(raw))
+	for _, r := range raw {
+		rule := r.(map[string]any)
+		for k, v := range rule {
+			list := v.([]any)
+			s := make([]string, len(list))
+			for i, x := range list {
+				s[i] = x.(string)
+			}
+			sort.Strings(s)
+			rule[k] = s
+		}
+		b, err := json.Marshal(rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func podSpec(t testing.TB, o *unstructured.Unstructured) map[string]any {
+	t.Helper()
+	spec, found, err := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+	if err != nil || !found {
+		t.Fatalf("%s %s: no pod spec (%v)", o.GetKind(), o.GetName(), err)
+	}
+	return spec
+}
+
+func yamlValue(t testing.TB, v any) any {
+	t.Helper()
+	s, ok := v.(string)
+	if !ok {
+		t.Fatalf("want a string, got %T", v)
+	}
+	objs := decodeAll(t, s)
+	if len(objs) != 1 {
+		t.Fatalf("want one YAML document, got %d", len(objs))
+	}
+	return objs[0].Object
+}
