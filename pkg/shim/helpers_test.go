@@ -166,12 +166,13 @@ func (p *nsProc) nsenter(argv ...string) *exec.Cmd {
 
 // hookRun is a started prestop hook with its output and the time it ended.
 type hookRun struct {
-	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
-	done   chan struct{}
-	ended  time.Time
-	err    error
+	cmd     *exec.Cmd
+	stdout  *syncBuffer
+	stderr  *syncBuffer
+	done    chan struct{}
+	started time.Time
+	ended   time.Time
+	err     error
 }
 
 func startHook(t *testing.T, cmd *exec.Cmd) *hookRun {
@@ -181,6 +182,7 @@ func startHook(t *testing.T, cmd *exec.Cmd) *hookRun {
 	if cmd.Env == nil {
 		cmd.Env = shimEnv()
 	}
+	h.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start hook: %v", err)
 	}
@@ -243,14 +245,24 @@ func freePort(t *testing.T) int {
 }
 
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu       sync.Mutex
+	b        bytes.Buffer
+	signalAt time.Time // when prestop printed its "lastcall: SIG... sent" line, just before signalling
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.signalAt.IsZero() && (bytes.HasPrefix(p, []byte("lastcall: ")) || bytes.Contains(p, []byte("\nlastcall: "))) {
+		s.signalAt = time.Now()
+	}
 	return s.b.Write(p)
+}
+
+func (s *syncBuffer) signalled() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signalAt
 }
 
 func (s *syncBuffer) String() string {

@@ -102,8 +102,9 @@ func runNginxShutdown(t *testing.T, signal string) nginxResult {
 			res.lastResponse = r.End
 		}
 	}
-	t.Logf("%s: in-flight %s; during the delay %s; hook %s, output:\n%s%s", signal, res.inflight.Summary(),
-		res.duringDelay.Summary(), hook.status(), hook.stdout, hook.stderr)
+	t.Logf("%s: in-flight %s; during the delay %s; nginx exited ~%s after the signal; hook %s, output:\n%s%s", signal,
+		res.inflight.Summary(), res.duringDelay.Summary(), ns.exited.Sub(hook.stdout.signalled()).Round(time.Millisecond),
+		hook.status(), hook.stdout, hook.stderr)
 	return res
 }
 

@@ -101,8 +101,8 @@ func runFPMShutdown(t *testing.T, pct string) (completed int, errs []string) {
 	if !strings.Contains(hook.stdout.String(), want) {
 		t.Errorf("hook stdout lacks %q:\n%s", want, hook.stdout)
 	}
-	t.Logf("process_control_timeout=%s: %d/%d in-flight requests completed, failures %v; hook %s, output:\n%s%s", pct, completed, inflight,
-		errs, hook.status(), hook.stdout, hook.stderr)
+	t.Logf("process_control_timeout=%s: %d/%d in-flight requests completed, failures %v; php-fpm exited ~%s after the signal; hook %s, output:\n%s%s",
+		pct, completed, inflight, errs, ns.exited.Sub(hook.stdout.signalled()).Round(time.Millisecond), hook.status(), hook.stdout, hook.stderr)
 	return completed, errs
 }
 
