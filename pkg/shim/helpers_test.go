@@ -198,6 +198,22 @@ func startHook(t *testing.T, cmd *exec.Cmd) *hookRun {
 	return h
 }
 
+// afterSignal calls fn d after the hook printed its "signal sent" line (or ended without one).
+func afterSignal(h *hookRun, d time.Duration, fn func()) {
+	go func() {
+		for h.stdout.signalled().IsZero() {
+			select {
+			case <-h.done:
+				fn()
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		time.Sleep(d)
+		fn()
+	}()
+}
+
 func (h *hookRun) wait(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {

@@ -22,13 +22,17 @@ pm = static
 pm.max_children = %[4]d
 `
 
-// slowPHP busy-waits until its deadline: php-fpm's SIGQUIT interrupts usleep(), and a request that "finishes"
-// early would make a broken configuration look graceful. It leaves a marker when it starts, so the test knows
-// every request is running before it signals.
+// slowPHP runs until the test creates the release file. It loops on that condition, never on one sleep:
+// php-fpm's SIGQUIT interrupts usleep(), and a request that "finished" early would make a broken configuration
+// look graceful. It leaves a marker when it starts, so the test knows every request is running.
 const slowPHPFmt = `<?php
 touch(%[1]q . '/started-' . getmypid() . '-' . uniqid());
-$end = microtime(true) + %[2]f;
-while (microtime(true) < $end) { }
+$end = microtime(true) + %[3]f;
+while (microtime(true) < $end) {
+	clearstatcache();
+	if (file_exists(%[2]q)) { break; }
+	usleep(10000);
+}
 echo "done\n";
 `
 
@@ -52,7 +56,8 @@ func runFPMShutdown(t *testing.T, pct string) (completed int, errs []string) {
 		t.Fatal(err)
 	}
 	slow := filepath.Join(dir, "slow.php")
-	writeFile(t, slow, fmt.Sprintf(slowPHPFmt, markers, slowRequest.Seconds()))
+	releaseFile := filepath.Join(dir, "release")
+	writeFile(t, slow, fmt.Sprintf(slowPHPFmt, markers, releaseFile, serveTimeout.Seconds()))
 	fast := filepath.Join(dir, "fast.php")
 	writeFile(t, fast, "<?php echo \"ok\\n\";\n")
 	// -R: the test runs as root and the pool has no user; -F: stay in the foreground as the namespace's PID 1.
@@ -86,6 +91,7 @@ func runFPMShutdown(t *testing.T, pct string) (completed int, errs []string) {
 		return len(e) == inflight
 	})
 	hook := startHook(t, ns.nsenter(shimArgv(t, "prestop", "--delay", "200ms", "--signal", "QUIT", "--timeout", "10s")...))
+	afterSignal(hook, releaseAfter, func() { os.WriteFile(releaseFile, nil, 0o644) }) // no t: may run after the test
 	wg.Wait()
 	hook.wait(t, hookBound)
 	if !ns.exitedWithin(5 * time.Second) {
