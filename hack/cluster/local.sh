@@ -224,22 +224,22 @@ up() {
   iptables -w -t nat -A LASTCALL-APISERVER -s "$POD_CIDR" -d 10.96.0.1/32 -p tcp --dport 443 \
     -j DNAT --to-destination "$NODE_IP:6443"
   iptables -w -t nat -A PREROUTING -j LASTCALL-APISERVER
-  wait_for kube-apiserver kube-apiserver curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    https://127.0.0.1:6443/readyz
+  wait_for kube-apiserver kube-apiserver api /readyz
   start kube-controller-manager "$BIN/kube-controller-manager" \
     --kubeconfig="$PKI/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$PKI/controller-manager.kubeconfig" --authorization-kubeconfig="$PKI/controller-manager.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" "${fg_flag[@]}"
+    --service-cluster-ip-range="$SERVICE_CIDR" \
+    --kube-api-qps=100 --kube-api-burst=200 "${fg_flag[@]}"
   start kube-scheduler "$BIN/kube-scheduler" \
     --kubeconfig="$PKI/scheduler.kubeconfig" \
     --authentication-kubeconfig="$PKI/scheduler.kubeconfig" --authorization-kubeconfig="$PKI/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false "${fg_flag[@]}"
   wait_for "node $NODE Ready" kubelet node_ready
   local t_node; t_node=$(since "$T_START")
-  wait_for "default ServiceAccount" kube-controller-manager kc get serviceaccount default -n default
+  wait_for "default ServiceAccount" kube-controller-manager api /api/v1/namespaces/default/serviceaccounts/default
   local t_sa; t_sa=$(since "$T_START")
   printf 'node_ready_s=%s\ndefault_sa_s=%s\n' "$t_node" "$t_sa" > "$DIR/timings"
   log "cluster up: node Ready after ${t_node} s, default ServiceAccount after ${t_sa} s"
@@ -247,8 +247,10 @@ up() {
   echo "$KUBECONFIG_PATH"
 }
 
+# api PATH: GET from the apiserver as admin (curl: much cheaper to poll than kubectl)
+api() { curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:6443$1"; }
 node_ready() {
-  [ "$(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  api "/api/v1/nodes/$NODE" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'
 }
 
 # --- down / cleanup -------------------------------------------------------------------------------------------------
