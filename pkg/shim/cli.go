@@ -65,9 +65,7 @@ Run "lastcall-shim COMMAND --help" for details.
 // Main runs lastcall-shim with args (without the program name) and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, mainUsage)
-		fmt.Fprintln(stderr, prefix+"missing command")
-		return ExitUsage
+		return report(usageErr("missing command (see lastcall-shim --help)"), stderr)
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
@@ -84,8 +82,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, mainUsage)
 	default:
-		fmt.Fprint(stderr, mainUsage)
-		err = usageErr("unknown command %q", cmd)
+		err = usageErr("unknown command %q (see lastcall-shim --help)", cmd)
 	}
 	return report(err, stderr)
 }
