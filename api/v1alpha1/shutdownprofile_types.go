@@ -38,7 +38,7 @@ type ShutdownProfileSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$`
-	// +kubebuilder:validation:XValidation:rule="self == '0' || duration(self) <= duration('10m')",message="drainDelay must be between 0s and 10m"
+	// +kubebuilder:validation:XValidation:rule="self == '0' || !self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) <= duration('10m')",message="drainDelay must be between 0s and 10m"
 	DrainDelay *metav1.Duration `json:"drainDelay,omitempty"`
 
 	// StopSignal is the signal that means "finish in-flight work, then exit" for this server, with or without
@@ -52,7 +52,7 @@ type ShutdownProfileSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="drainTimeout must be between 1s and 1h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) >= duration('1s') && duration(self) <= duration('1h'))",message="drainTimeout must be between 1s and 1h"
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
 
 	// Checks names preflight checks run in an init container before the app starts (see the policy's
