@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lastcall-dev/lastcall/internal/loadgen"
 )
 
@@ -55,17 +57,24 @@ type nginxResult struct {
 	nginxExit    time.Time
 }
 
-// runNginxShutdown starts nginx as PID 1 of a PID namespace in front of a slow loopback upstream, puts K
-// requests in flight, and runs `lastcall-shim prestop --target auto` inside the namespace as the kubelet would.
-func runNginxShutdown(t *testing.T, signal string) nginxResult {
+// nginxServer is nginx, PID 1 of its own PID namespace, in front of a loopback upstream that holds every
+// request until released, so requests are in flight when a signal arrives however slowly this machine starts
+// the hook.
+type nginxServer struct {
+	ns      *nsProc
+	target  string
+	release func()
+	slow    chan *loadgen.Report // the K slow requests, once they all ended
+}
+
+// startNginx starts nginx (wrapped by wrapper, e.g. `lastcall-shim run`, when given) and puts K requests in flight.
+func startNginx(t *testing.T, env []string, wrapper ...string) *nginxServer {
 	tools := requireReal(t, "nginx", "unshare", "nsenter")
 	dir := t.TempDir()
-	// The upstream holds every request until released after the signal, so they are in flight when it arrives
-	// however slowly this machine starts the hook.
 	var started atomic.Int32
 	release := make(chan struct{})
 	var releaseOnce sync.Once
-	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	srv := &nginxServer{release: func() { releaseOnce.Do(func() { close(release) }) }, slow: make(chan *loadgen.Report, 1)}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		started.Add(1)
 		select {
@@ -75,27 +84,33 @@ func runNginxShutdown(t *testing.T, signal string) nginxResult {
 		fmt.Fprintln(w, "slow")
 	}))
 	t.Cleanup(upstream.Close)
-	t.Cleanup(releaseAll) // before upstream.Close, which waits for its handlers
+	t.Cleanup(srv.release) // before upstream.Close, which waits for its handlers
 	port := freePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
 	writeFile(t, conf, fmt.Sprintf(nginxConfFmt, dir, port, strings.TrimPrefix(upstream.URL, "http://")))
-	ns := startInPIDNS(t, os.Environ(), tools["nginx"], "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", conf)
-	target := fmt.Sprintf("127.0.0.1:%d", port)
+	argv := append(append([]string{}, wrapper...), tools["nginx"], "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", conf)
+	srv.ns = startInPIDNS(t, env, argv...)
+	srv.target = fmt.Sprintf("127.0.0.1:%d", port)
 	waitFor(t, readyBound, "nginx to serve", func() bool {
-		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: target, Path: "/fast", Requests: 1, Timeout: time.Second})
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: srv.target, Path: "/fast", Requests: 1, Timeout: time.Second})
 		return err == nil && rep.Count(loadgen.OK) == 1
 	})
-
-	slow := make(chan *loadgen.Report, 1)
 	go func() {
-		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: target, Path: "/slow", Clients: inflight, Requests: inflight, Timeout: serveTimeout})
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: srv.target, Path: "/slow", Clients: inflight, Requests: inflight, Timeout: serveTimeout})
 		if err != nil {
 			t.Error(err)
 		}
-		slow <- rep
+		srv.slow <- rep
 	}()
 	waitFor(t, 5*time.Second, fmt.Sprintf("%d requests in flight at the upstream", inflight), func() bool { return started.Load() == inflight })
+	return srv
+}
 
+// runNginxShutdown puts K requests in flight at nginx and runs `lastcall-shim prestop --target auto` inside its
+// namespace as the kubelet would.
+func runNginxShutdown(t *testing.T, signal string) nginxResult {
+	srv := startNginx(t, os.Environ())
+	ns, target, releaseAll := srv.ns, srv.target, srv.release
 	hook := startHook(t, ns.nsenter(shimArgv(t, "prestop", "--delay", drainDelay.String(), "--signal", signal, "--timeout", "10s")...))
 	afterSignal(hook, releaseAfter, releaseAll)
 	// New connections during the delay must still be served: endpoints may still send traffic then. A few
@@ -113,7 +128,7 @@ func runNginxShutdown(t *testing.T, signal string) nginxResult {
 	if !ns.exitedWithin(5 * time.Second) {
 		t.Fatalf("nginx still running 5s after the hook returned; hook stdout:\n%s", hook.stdout)
 	}
-	res := nginxResult{inflight: <-slow, hook: hook, nginxExit: ns.exited}
+	res := nginxResult{inflight: <-srv.slow, hook: hook, nginxExit: ns.exited}
 	res.duringDelay = &loadgen.Report{}
 	for _, r := range during.Results {
 		if r.End.Before(hook.stdout.signalled()) {
@@ -176,5 +191,29 @@ func TestNginxPrestopTermDropsInFlightRequests(t *testing.T) {
 	// SIGTERM is nginx's fast shutdown: the connections of in-flight requests are closed without a response.
 	if failed := len(r.inflight.Failures()); failed < inflight/2 {
 		t.Errorf("SIGTERM: only %d/%d in-flight requests failed (%s); nginx's fast shutdown should cut them", failed, inflight, r.inflight.Summary())
+	}
+}
+
+// The other rendering: `lastcall-shim run --rewrite TERM=QUIT` as PID 1 turns the kubelet's SIGTERM into
+// nginx's graceful stop, so no exec hook (and no FailedPreStopHook event) is needed.
+func TestRunRewriteMakesNginxStopGracefully(t *testing.T) {
+	t.Parallel()
+	srv := startNginx(t, shimEnv(), shimArgv(t, "run", "--rewrite", "TERM=QUIT", "--")...)
+	sent := time.Now()
+	if err := unix.Kill(srv.ns.pid, unix.SIGTERM); err != nil { // what the kubelet sends when the preStop sleep ends
+		t.Fatal(err)
+	}
+	time.AfterFunc(releaseAfter, srv.release)
+	rep := <-srv.slow
+	if !srv.ns.exitedWithin(5 * time.Second) {
+		t.Fatal("nginx under lastcall-shim run still running 5s after its requests ended")
+	}
+	t.Logf("SIGTERM rewritten to SIGQUIT: in-flight %s; exited %s after the signal, status %d", rep.Summary(),
+		srv.ns.exited.Sub(sent).Round(time.Millisecond), srv.ns.exitCode())
+	if ok := rep.InFlight(sent).Count(loadgen.OK); ok != inflight {
+		t.Errorf("%d/%d in-flight requests succeeded (%s), want all", ok, inflight, rep.Summary())
+	}
+	if code := srv.ns.exitCode(); code != 0 {
+		t.Errorf("exit status %d, want nginx's 0 after a graceful stop; output:\n%s", code, srv.ns.out)
 	}
 }
