@@ -23,6 +23,7 @@ DEBIAN_SUITE=bookworm
 DEBIAN_PACKAGES=nginx-light,php8.2-fpm
 base_dir=$LASTCALL_CACHE/images
 out_dir=$root/_output/images
+bin_dir=${LASTCALL_BIN_DIR:-$root/bin}   # where `make build` puts lastcall-webhook and lastcall-shim
 tools=$LASTCALL_CACHE/tools
 src_label=org.opencontainers.image.source=https://github.com/lastcall-dev/lastcall
 
@@ -86,7 +87,7 @@ image_testapp() {
 
 # image_lastcall NAME: ghcr.io/lastcall-dev/NAME:$VERSION from bin/NAME, non-root, no shell.
 image_lastcall() {
-  local name=$1 bin=$root/bin/$1 tar=$out_dir/$1.tar key ref=ghcr.io/lastcall-dev/$1:$VERSION
+  local name=$1 bin=$bin_dir/$1 tar=$out_dir/$1.tar key ref=ghcr.io/lastcall-dev/$1:$VERSION
   if [ ! -x "$bin" ]; then
     echo "images.sh: $bin does not exist: build the binaries first (make build)" >&2
     exit 1

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -172,9 +173,19 @@ func (e *Env) PodHTTPGet(ctx context.Context, pod *corev1.Pod, port int, path st
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !e.Provider.PodNetworkReachable() {
+		u, err := url.Parse(path)
+		if err != nil {
+			return 0, "", err
+		}
+		req := e.Client.CoreV1().RESTClient().Get().Namespace(pod.Namespace).Resource("pods").
+			SubResource("proxy").Name(pod.Name + ":" + strconv.Itoa(port)).Suffix(u.Path)
+		for k, vs := range u.Query() {
+			for _, v := range vs {
+				req = req.Param(k, v)
+			}
+		}
 		var code int
-		body, err := e.Client.CoreV1().RESTClient().Get().Namespace(pod.Namespace).Resource("pods").
-			SubResource("proxy").Name(pod.Name + ":" + strconv.Itoa(port)).Suffix(path).Do(ctx).StatusCode(&code).Raw()
+		body, err := req.Do(ctx).StatusCode(&code).Raw()
 		if err != nil && code == 0 {
 			return 0, "", err
 		}
@@ -183,8 +194,8 @@ func (e *Env) PodHTTPGet(ctx context.Context, pod *corev1.Pod, port int, path st
 	if err := e.CheckTarget(pod.Status.PodIP); err != nil {
 		return 0, "", err
 	}
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	target := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return 0, "", err
 	}
