@@ -182,3 +182,26 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	}
 	return string(out), nil
 }
+
+// HelmPath is $LASTCALL_CACHE/bin/helm when built by hack/build-k8s.sh, else helm from PATH.
+func HelmPath() string {
+	p := filepath.Join(CacheDir(), "bin", "helm")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "helm"
+}
+
+// Helm runs helm against the cluster (e.g. `upgrade --install lastcall charts/lastcall ...`, run from the
+// clone's root) and returns its combined output. Its caches and config live under _output/e2e/helm.
+func (e *Env) Helm(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, HelmPath(), append([]string{"--kubeconfig", e.Provider.Kubeconfig()}, args...)...)
+	cmd.Dir = e.Root
+	h := filepath.Join(e.Root, "_output", "e2e", "helm")
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+h+"/cache", "HELM_CONFIG_HOME="+h+"/config", "HELM_DATA_HOME="+h+"/data")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("helm %v: %w: %s", args, err, out)
+	}
+	return string(out), nil
+}
