@@ -137,6 +137,32 @@ spec: {checks: []}`},
 		}
 	})
 
+	t.Run("accepts the samples in config/samples", func(t *testing.T) {
+		files, err := filepath.Glob(filepath.Join(repoRoot(t), "config", "samples", "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range files {
+			if filepath.Base(f) == "kustomization.yaml" {
+				continue
+			}
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, obj := range decodeAll(t, string(raw)) {
+				n++
+				if err := c.Create(ctx, obj, client.DryRunAll); err != nil {
+					t.Errorf("%s: %v", filepath.Base(f), err)
+				}
+			}
+		}
+		if n < 3 {
+			t.Errorf("found %d samples, want at least 3", n)
+		}
+	})
+
 	t.Run("refuses", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
