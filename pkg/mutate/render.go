@@ -210,7 +210,7 @@ func (e *Engine) sleepHook(d time.Duration, st *shimState) *corev1.LifecycleHand
 		return &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: ceilSeconds(d)}}
 	}
 	st.needed = true
-	return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{ShimPath, "prestop", "--delay", d.String()}}}
+	return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{ShimPath, "prestop", "--delay", d.String(), "--signal", "none"}}}
 }
 
 // isOurHook tells lastcall's hooks from the user's, by structure: an exec of the shim, or a native sleep on a

@@ -2,8 +2,11 @@ package shim
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"syscall"
+	"time"
 )
 
 const prestopSynopsis = `prestop [--delay D] [--signal S] [--timeout T] [--target auto|pid:N|name:NAME]
@@ -19,7 +22,7 @@ Never signals pause or a process of another container (auto, name).`
 func prestopMain(args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("prestop", prestopSynopsis, stdout)
 	delay := fs.Duration("delay", 0, "wait this long before signalling, so endpoints stop sending traffic (Go duration)")
-	sigFlag := fs.String("signal", "SIGTERM", "signal to send: SIGQUIT, QUIT, quit or a number")
+	sigFlag := fs.String("signal", "SIGTERM", "signal to send: SIGQUIT, QUIT, quit or a number; none only sleeps")
 	timeout := fs.Duration("timeout", 30e9, "how long to wait for the target to exit after the signal; 0: do not wait")
 	target := fs.String("target", "auto", "which process: auto, pid:N or name:NAME")
 	if err := fs.parse(args); err != nil {
@@ -30,6 +33,13 @@ func prestopMain(args []string, stdout, _ io.Writer) error {
 	}
 	if *delay < 0 || *timeout < 0 {
 		return usageErr("prestop: --delay and --timeout must not be negative")
+	}
+	if strings.EqualFold(*sigFlag, "none") {
+		// Sleep only: for servers that drain on SIGTERM, on clusters without the native preStop sleep. The
+		// kubelet sends SIGTERM itself when the hook returns.
+		time.Sleep(*delay)
+		fmt.Fprintf(stdout, "lastcall: waited %s; the kubelet now sends the container's stop signal\n", *delay)
+		return nil
 	}
 	sig, err := ParseSignal(*sigFlag)
 	if err != nil {

@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +199,20 @@ func TestPrestopAutoInSharedPIDNamespace(t *testing.T) {
 	if want := "lastcall: SIGTERM sent to sh (pid "; !strings.Contains(hook.stdout.String(), want) ||
 		!strings.Contains(hook.stdout.String(), "shared process namespace") {
 		t.Errorf("hook stdout lacks %q and the shared-namespace reason", want)
+	}
+}
+
+// --signal none only sleeps: no target is needed and nothing is signalled.
+func TestPrestopSignalNoneOnlySleeps(t *testing.T) {
+	var out bytes.Buffer
+	start := time.Now()
+	if err := prestopMain([]string{"--delay", "150ms", "--signal", "none", "--target", "pid:999999999"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Fatalf("returned after %s, before the delay", el)
+	}
+	if !strings.Contains(out.String(), "waited 150ms") {
+		t.Fatalf("output %q", out.String())
 	}
 }

@@ -4,6 +4,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -141,7 +142,79 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 // Patch diffs the typed original against the typed result. Both are marshaled by the same code, so fields
 // unknown to our API types are absent from both sides and the patch never touches them; diffing against the
 // raw request instead would "remove" every field newer than k8s.io/api.
+//
+// Only the fields the engine may change are marshaled and diffed, each on its own (the rest of a pod is often
+// most of its bytes, and generic JSON decoding is the admission path's largest cost). TestPatchCoversEngine
+// holds the engine to that list: a full-pod diff must equal this one for every golden case.
 func Patch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error) {
+	var ops []jsonpatch.JsonPatchOperation
+	for _, f := range mutableFields {
+		a, err := json.Marshal(f.get(original))
+		if err != nil {
+			return nil, fmt.Errorf("marshal original %s: %w", f.path, err)
+		}
+		b, err := json.Marshal(f.get(mutated))
+		if err != nil {
+			return nil, fmt.Errorf("marshal mutated %s: %w", f.path, err)
+		}
+		if bytes.Equal(a, b) {
+			continue
+		}
+		// A field absent before is added whole; present before, it is diffed so that what our types do not
+		// know inside it (a newer container field) is left alone.
+		if bytes.Equal(a, []byte("null")) {
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", f.path, err)
+			}
+			ops = append(ops, jsonpatch.NewOperation("add", f.path, v))
+			continue
+		}
+		if bytes.Equal(b, []byte("null")) {
+			ops = append(ops, jsonpatch.NewOperation("remove", f.path, nil))
+			continue
+		}
+		sub, err := jsonpatch.CreatePatch(a, b)
+		if err != nil {
+			return nil, fmt.Errorf("diff %s: %w", f.path, err)
+		}
+		for _, op := range sub {
+			op.Path = f.path + op.Path
+			ops = append(ops, op)
+		}
+	}
+	return ops, nil
+}
+
+// mutableFields are the parts of a Pod the engine writes, with their JSON pointers.
+var mutableFields = []struct {
+	path string
+	get  func(*corev1.Pod) any
+}{
+	{"/metadata/annotations", func(p *corev1.Pod) any { return nilIfEmpty(p.Annotations) }},
+	{"/spec/initContainers", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.InitContainers) }},
+	{"/spec/containers", func(p *corev1.Pod) any { return p.Spec.Containers }},
+	{"/spec/volumes", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.Volumes) }},
+	{"/spec/terminationGracePeriodSeconds", func(p *corev1.Pod) any { return p.Spec.TerminationGracePeriodSeconds }},
+	{"/spec/os", func(p *corev1.Pod) any { return p.Spec.OS }},
+}
+
+func nilIfEmpty(m map[string]string) any {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func nilIfEmptySlice[T any](s []T) any {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// FullPatch diffs whole pods; tests use it to check that Patch misses nothing the engine changes.
+func FullPatch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error) {
 	a, err := json.Marshal(original)
 	if err != nil {
 		return nil, fmt.Errorf("marshal original pod: %w", err)
@@ -150,11 +223,7 @@ func Patch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error
 	if err != nil {
 		return nil, fmt.Errorf("marshal mutated pod: %w", err)
 	}
-	ops, err := jsonpatch.CreatePatch(a, b)
-	if err != nil {
-		return nil, fmt.Errorf("diff pods: %w", err)
-	}
-	return ops, nil
+	return jsonpatch.CreatePatch(a, b)
 }
 
 func truncate(s string, n int) string {
