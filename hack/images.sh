@@ -11,7 +11,8 @@
 #             (from bin/lastcall-webhook and bin/lastcall-shim: run `make build` first)
 #   all       all of the above
 #
-# Every image is rebuilt only when its inputs change (a key file next to the tarball); a second run is instant.
+# Layers are zstd-compressed: containerd unpacks them about twice as fast as gzip (6 s instead of 13 s for
+# debian-web here). Every image is rebuilt only when its inputs change (a key file next to the tarball); a second run is instant.
 # Load them with `hack/cluster/local.sh load FILE.tar` (or `ctr -n k8s.io images import`, `kind load image-archive`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +41,7 @@ image_pause() {
   key=$( (tools_key; echo local.test/pause:3.10) | hashof)
   uptodate "$tar" "$key" && return
   step "image local.test/pause:3.10"
-  "$tools/mkimage" -t local.test/pause:3.10 -o "$tar" -file "$tools/pause:/pause:0755" \
+  "$tools/mkimage" -zstd -t local.test/pause:3.10 -o "$tar" -file "$tools/pause:/pause:0755" \
     -entrypoint /pause -user 65535:65535 -label "$src_label"
   done_key "$tar" "$key"
 }
@@ -68,7 +69,7 @@ image_debian_web() {
   key=$( (tools_key; cat "$base_dir/debian-web-rootfs.tar.gz.key"; echo local.test/debian-web:1) | hashof)
   uptodate "$tar" "$key" && return
   step "image local.test/debian-web:1"
-  "$tools/mkimage" -t local.test/debian-web:1 -o "$tar" -layer "$base_dir/debian-web-rootfs.tar.gz" \
+  "$tools/mkimage" -zstd -t local.test/debian-web:1 -o "$tar" -layer "$base_dir/debian-web-rootfs.tar.gz" \
     -cmd /bin/bash -label "$src_label"
   done_key "$tar" "$key"
 }
@@ -80,7 +81,7 @@ image_testapp() {
   key=$( (tools_key; sha256sum < "$bin"; echo local.test/testapp:1) | hashof)
   uptodate "$tar" "$key" && return
   step "image local.test/testapp:1"
-  "$tools/mkimage" -t local.test/testapp:1 -o "$tar" -file "$bin:/testapp:0755" -entrypoint /testapp \
+  "$tools/mkimage" -zstd -t local.test/testapp:1 -o "$tar" -file "$bin:/testapp:0755" -entrypoint /testapp \
     -user 65532:65532 -label "$src_label"
   done_key "$tar" "$key"
 }
@@ -95,7 +96,7 @@ image_lastcall() {
   key=$( (tools_key; sha256sum < "$bin"; echo "$ref") | hashof)
   uptodate "$tar" "$key" && return
   step "image $ref"
-  "$tools/mkimage" -t "$ref" -o "$tar" -file "$bin:/usr/local/bin/$name:0755" -entrypoint "/usr/local/bin/$name" \
+  "$tools/mkimage" -zstd -t "$ref" -o "$tar" -file "$bin:/usr/local/bin/$name:0755" -entrypoint "/usr/local/bin/$name" \
     -user 65532:65532 -label "$src_label" -label "org.opencontainers.image.version=$VERSION"
   done_key "$tar" "$key"
 }

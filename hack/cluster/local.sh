@@ -153,6 +153,7 @@ up() {
     recorded "$c" >/dev/null && die "a cluster is already running from $DIR ($c); run 'hack/cluster/local.sh down' first"
   done
   cleanup_locked
+  trap 'log "up failed: component logs in $LOGS; hack/cluster/local.sh down stops what was started"' EXIT
   for p in 2379 6443 10250 10257 10259; do
     port_busy "$p" && die "port $p is in use: another cluster (or etcd/apiserver) runs on this host; stop it first"
   done
@@ -244,6 +245,7 @@ up() {
   printf 'node_ready_s=%s\ndefault_sa_s=%s\n' "$t_node" "$t_sa" > "$DIR/timings"
   log "cluster up: node Ready after ${t_node} s, default ServiceAccount after ${t_sa} s"
   log "logs: $LOGS"
+  trap - EXIT
   echo "$KUBECONFIG_PATH"
 }
 

@@ -11,7 +11,9 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -47,6 +50,7 @@ func main() {
 	user := flag.String("user", "", "user[:group]")
 	workdir := flag.String("workdir", "", "working directory")
 	arch := flag.String("arch", "amd64", "architecture")
+	useZstd := flag.Bool("zstd", false, "compress layers with zstd (decompresses ~5x faster than gzip on import)")
 	flag.Var(&layers, "layer", "layer tarball, plain or gzip (repeatable, applied in order)")
 	flag.Var(&files, "file", "SRC:DST[:MODE] file packed into an extra top layer (repeatable)")
 	flag.Var(&envs, "env", "KEY=VALUE (repeatable; PATH defaults to the usual Debian PATH)")
@@ -56,21 +60,33 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := build(*tag, *out, *ep, *cmd, *user, *workdir, *arch, layers, files, envs, labels); err != nil {
+	if err := build(*tag, *out, *ep, *cmd, *user, *workdir, *arch, *useZstd, layers, files, envs, labels); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func build(tag, out, ep, cmd, user, workdir, arch string, layers, files, envs, labels []string) error {
+func build(tag, out, ep, cmd, user, workdir, arch string, useZstd bool, layers, files, envs, labels []string) error {
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		return err
 	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	opts := []tarball.LayerOption{tarball.WithMediaType(types.OCILayer)}
+	if useZstd {
+		opts = []tarball.LayerOption{tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd),
+			tarball.WithCompressedCaching}
+	}
 	for _, l := range layers {
-		layer, err := tarball.LayerFromFile(l, tarball.WithMediaType(types.OCILayer))
+		var layer v1.Layer
+		var err error
+		if useZstd {
+			// recompress: feed the uncompressed stream (gunzipped if needed) so the layer is written as zstd
+			layer, err = tarball.LayerFromOpener(uncompressed(l), opts...)
+		} else {
+			layer, err = tarball.LayerFromFile(l, opts...)
+		}
 		if err != nil {
 			return fmt.Errorf("layer %s: %w", l, err)
 		}
@@ -85,7 +101,7 @@ func build(tag, out, ep, cmd, user, workdir, arch string, layers, files, envs, l
 		}
 		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(data)), nil
-		}, tarball.WithMediaType(types.OCILayer))
+		}, opts...)
 		if err != nil {
 			return err
 		}
@@ -141,6 +157,32 @@ func build(tag, out, ep, cmd, user, workdir, arch string, layers, files, envs, l
 		return err
 	}
 	return os.Rename(tmp, out)
+}
+
+// uncompressed opens a layer tarball as an uncompressed stream (gzip input is decompressed).
+func uncompressed(path string) tarball.Opener {
+	return func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		br := bufio.NewReaderSize(f, 1<<20)
+		if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			return struct {
+				io.Reader
+				io.Closer
+			}{zr, f}, nil
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{br, f}, nil
+	}
 }
 
 func list(s string) ([]string, error) {
