@@ -116,13 +116,20 @@ func TestChartSelectsPods(t *testing.T) {
 				t.Helper()
 				pod := &corev1.Pod{
 					ObjectMeta: metav1.ObjectMeta{Name: pc.name, Namespace: pc.namespace, Labels: pc.labels, Annotations: pc.annotations},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx",
+						// Restricted, because another test makes the release namespace enforce it.
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptrTo(false), RunAsNonRoot: ptrTo(true),
+							Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+							SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+						}}}},
 				}
 				if _, ok := pc.annotations["kubernetes.io/config.mirror"]; ok {
 					pod.Spec.NodeName = "node-1" // the apiserver requires it of a mirror pod
 				}
 				if pc.windows {
 					pod.Spec.OS = &corev1.PodOS{Name: corev1.Windows}
+					pod.Spec.Containers[0].SecurityContext = nil // Linux-only fields
 				}
 				if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
 					t.Fatalf("dry-run create %s/%s: %v", pc.namespace, pc.name, err)
@@ -153,6 +160,8 @@ func TestChartSelectsPods(t *testing.T) {
 		})
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 func concatCases[T any](lists ...[]T) []T {
 	var out []T
