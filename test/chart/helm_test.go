@@ -190,3 +190,33 @@ func normalizeNumber(v any) any {
 	}
 	return v
 }
+
+func TestCRDToggles(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantCRD    bool
+		wantPolicy string
+	}{
+		{"installed and kept by default", nil, true, "keep"},
+		{"installed, removed on uninstall", []string{"--set", "crds.keep=false"}, true, ""},
+		{"left to another tool", []string{"--set", "crds.install=false"}, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var crd map[string]any
+			for _, o := range decodeAll(t, helmTemplate(t, tc.args...)) {
+				if o.GetKind() == "CustomResourceDefinition" {
+					crd = o.Object
+					if got := o.GetAnnotations()["helm.sh/resource-policy"]; got != tc.wantPolicy {
+						t.Errorf("helm.sh/resource-policy = %q, want %q", got, tc.wantPolicy)
+					}
+				}
+			}
+			if (crd != nil) != tc.wantCRD {
+				t.Errorf("CRD rendered = %v, want %v", crd != nil, tc.wantCRD)
+			}
+		})
+	}
+}

@@ -166,3 +166,18 @@ func yamlValue(t testing.TB, v any) any {
 	}
 	return objs[0].Object
 }
+
+// TestCRDParity checks the chart's CRD template against config/crd/bases (hack/generate.sh derives one from
+// the other; this catches a hand edit of either).
+func TestCRDParity(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "crd", "bases", "lastcall.dev_shutdownprofiles.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := find(t, decodeAll(t, string(raw)), "CustomResourceDefinition", "shutdownprofiles.lastcall.dev")
+	got := find(t, decodeAll(t, helmTemplate(t)), "CustomResourceDefinition", "shutdownprofiles.lastcall.dev")
+	if diff := cmp.Diff(want.Object["spec"], got.Object["spec"]); diff != "" {
+		t.Errorf("chart CRD spec differs from config/crd/bases (-config +chart); run make generate:\n%s", diff)
+	}
+}
