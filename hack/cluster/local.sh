@@ -267,7 +267,11 @@ down() {
   stop_one kube-scheduler & stop_one kube-controller-manager & wait
   stop_one kube-apiserver 60
   stop_one etcd
+  local shims; shims=$(shim_pids)
   stop_one containerd
+  # shims exit with their sandboxes; any left (a sandbox crirm could not remove) are stopped here
+  local pid
+  for pid in $shims; do alive "$pid" && kill -TERM "$pid" 2>/dev/null && log "stopped leftover shim $pid"; done
   log "all components stopped ($(since "$t0") s)"
   cleanup_locked
   log "down + cleanup took $(since "$t0") s"
@@ -275,13 +279,20 @@ down() {
 
 cleanup() { lock; cleanup_locked; }
 
-# shims (and through them containers) of our containerd, from the PID files under our state dir
+# The containerd shims of this cluster: containerd-shim-runc-v2 processes whose -address is this cluster's own
+# containerd socket (a path under $DIR, so no other containerd's shims ever match). They run detached from
+# containerd (parent PID 1) and survive it when containerd is killed; containerd 1.6 writes no shim.pid.
 shim_pids() {
-  find "$RUN/containerd/state" -name shim.pid 2>/dev/null | while read -r f; do
-    local pid; pid=$(cat "$f" 2>/dev/null) || continue
-    # a recorded shim PID is only trusted while its command line still names our containerd socket
-    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN/containerd" && echo "$pid"
+  local f pid
+  for f in $(grep -laF -- "$SOCK" /proc/[0-9]*/cmdline 2>/dev/null); do
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    { tr '\0' '\n' < "$f"; } 2>/dev/null | awk -v sock="$SOCK" '
+      NR == 1 && $0 ~ /containerd-shim/ { shim = 1 }
+      prev == "-address" && $0 == sock { addr = 1 }
+      { prev = $0 }
+      END { exit !(shim && addr) }' && echo "$pid"
   done
+  return 0
 }
 # processes left in the pod cgroups (containers whose shim died with a killed containerd)
 pod_pids() {

@@ -5,10 +5,12 @@ package framework
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +107,9 @@ func Main(m *testing.M, opts Options) int {
 		code := m.Run()
 		if l, ok := p.(*Local); ok {
 			procs = l.Processes() // again: now with the shims of the pods the tests ran
+			if out, err := run(ctx, io.Discard, l.Script, "rss"); err == nil {
+				logf("cluster RSS after the tests: %s MiB (components, shims, pods)", strings.TrimSpace(out))
+			}
 		}
 		return code
 	}()

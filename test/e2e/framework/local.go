@@ -90,17 +90,28 @@ func (l *Local) Processes() []Process {
 		pid, _ := strconv.Atoi(f[0])
 		ps = append(ps, Process{Name: e.Name(), PID: pid, StartTime: f[1]})
 	}
-	filepath.WalkDir(filepath.Join(l.StateDir, "run", "containerd", "state"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.Name() != "shim.pid" {
-			return nil
+	// containerd shims: their -address is this cluster's containerd socket (containerd 1.6 writes no shim.pid)
+	sock := filepath.Join(l.StateDir, "run", "containerd", "containerd.sock")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
 		}
-		b, _ := os.ReadFile(p)
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		if st, ok := procState(pid); ok && pid > 0 {
-			ps = append(ps, Process{Name: "containerd-shim", PID: pid, StartTime: st.start})
+		args := strings.Split(string(b), "\x00")
+		if !strings.Contains(args[0], "containerd-shim") {
+			continue
 		}
-		return nil
-	})
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-address" && args[i+1] == sock {
+				pid, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(f, "/proc/"), "/cmdline"))
+				if st, ok := procState(pid); ok {
+					ps = append(ps, Process{Name: "containerd-shim", PID: pid, StartTime: st.start})
+				}
+				break
+			}
+		}
+	}
 	return ps
 }
 
