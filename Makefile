@@ -1,4 +1,5 @@
-# lastcall — the two entry points a new user needs are `make demo` and `make test`; everything else is a step of those.
+# lastcall — a new user needs two commands: `make demo` (see it work) and `make test` (prove it).
+# Everything else is a step of those. Expensive steps are cached by stamps in $(CACHE) (outside the clone).
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := build
@@ -6,12 +7,13 @@ SHELL := /usr/bin/env bash
 VERSION ?= v0.1.0-dev
 LDFLAGS := -s -w -X github.com/lastcall-dev/lastcall/internal/version.Version=$(VERSION)
 CACHE := $(shell . hack/lib.sh && echo $$LASTCALL_CACHE)
+export VERSION
 export KUBEBUILDER_ASSETS := $(CACHE)/bin
 # make test runs real processes and a real apiserver: a missing dependency must fail the run, not skip tests.
 export LASTCALL_REQUIRE_REAL ?= 1
 
 .PHONY: build
-build: ## static binaries into bin/
+build: ## static binaries into bin/: lastcall-webhook, lastcall-shim, lastcall
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 .PHONY: deps
@@ -20,33 +22,54 @@ deps: ## Debian packages and source-built Kubernetes binaries (cached by stamps)
 	hack/build-k8s.sh all
 
 .PHONY: generate
-generate: ## deepcopy, CRD and RBAC from markers
+generate: ## deepcopy, CRD and RBAC from markers (controller-gen), copied into the chart
 	hack/generate.sh
 
 .PHONY: verify-generate
-verify-generate: generate
+verify-generate: generate ## fail when generated files differ from what is committed
 	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
 
 .PHONY: lint
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out" >&2; exit 1; }
 	go vet ./...
+	go vet -tags e2e ./test/e2e/...
 
 .PHONY: test-unit
-test-unit: ## unit, golden, real-process and envtest suites
+test-unit: ## unit, golden, real-process (nginx, php-fpm), envtest and chart suites
 	go test -count=1 ./...
 
 .PHONY: fuzz
-fuzz: ## a short fuzz run of every target
-	hack/fuzz.sh 10s
+fuzz: ## a short run of every fuzz target
+	hack/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: bench
-bench: ## engine and admission benchmarks against the DESIGN.md bars
-	go test -run '^$$' -bench . -benchmem ./pkg/... | tee bench.out
+bench: ## engine and admission benchmarks next to the DESIGN.md bars
+	go test -run '^$$' -bench . -benchmem -count $(or $(COUNT),5) ./pkg/mutate ./pkg/webhook ./cmd/lastcall-shim | tee bench.out
+
+.PHONY: images
+images: build ## OCI image tarballs (no Docker): base test images and lastcall-webhook/lastcall-shim
+	hack/images.sh all
+
+.PHONY: cluster-up
+cluster-up: deps images ## the local single-node cluster (root; see docs/cluster.md)
+	hack/cluster/local.sh up
+
+.PHONY: cluster-down
+cluster-down: ## stop the local cluster and clean the machine
+	hack/cluster/local.sh down
+
+.PHONY: e2e
+e2e: deps images ## end-to-end suite on a real cluster (local by default; KIND=1 or E2E_KUBECONFIG=...)
+	go test -count=1 -tags e2e -timeout 30m -v ./test/e2e/...
 
 .PHONY: test
-test: deps lint test-unit fuzz ## everything CI runs
+test: deps lint verify-generate test-unit fuzz ## everything CI runs
 
 .PHONY: demo
 demo:
-	@echo "make demo: not yet (issue 7)"; exit 1
+	@echo "make demo: the rollout-under-load demo is not built yet (issue 7); 'make e2e' runs the cluster suite" >&2; exit 1
+
+.PHONY: help
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'

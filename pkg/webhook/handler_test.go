@@ -277,3 +277,5 @@ func TestUnknownFieldsKept(t *testing.T) {
 	_ = yaml.Marshal
 	_ = context.Background
 }
+
+func podKind() metav1.GroupVersionKind { return metav1.GroupVersionKind{Version: "v1", Kind: "Pod"} }
