@@ -12,8 +12,10 @@
 #   hack/cluster/local.sh logs DIR        copy every component log (and pod logs) into DIR
 #   hack/cluster/local.sh purge           cleanup, then remove the state dir entirely
 #
-# State: ${LASTCALL_CLUSTER_DIR:-/var/tmp/lastcall-cluster} (never inside the clone). Processes are killed only
-# by the PIDs this script recorded (PID + start time), never by name. One cluster per host (flock + port check).
+# State: ${LASTCALL_CLUSTER_DIR:-/var/tmp/lastcall-cluster} (never inside the clone). Components are stopped by
+# the PIDs this script recorded (PID + start time), never by name; containerd shims by their -address (this
+# cluster's socket under the state dir); after a killed run, pod processes by their kubepods cgroup.
+# One cluster per host (flock + port check).
 # Env: LASTCALL_FEATURE_GATES (e.g. ContainerStopSignals=true) is passed to the apiserver, controller-manager,
 #      scheduler and kubelet; LASTCALL_CLUSTER_TIMEOUT (seconds, default 90) bounds each readiness wait;
 #      LASTCALL_CLUSTER_TMPFS=0 keeps the runtime data on disk instead of a tmpfs (LASTCALL_CLUSTER_TMPFS_SIZE, 8g).
@@ -158,7 +160,6 @@ up() {
   for p in 2379 6443 10250 10257 10259; do
     port_busy "$p" && die "port $p is in use: another cluster (or etcd/apiserver) runs on this host; stop it first"
   done
-  ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists and is not ours"
   NODE_IP=$(node_ip)
   [ -n "$NODE_IP" ] || die "cannot find this host's IPv4 address"
   T_START=$(now)
