@@ -1,0 +1,320 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/lastcall-dev/lastcall/internal/version"
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
+)
+
+// Explanation is `lastcall explain -o json`: a stable document for tools. Fields are only ever added.
+type Explanation struct {
+	Kind    string        `json:"kind"` // "Explanation"
+	Version string        `json:"version"`
+	Pods    []PodExplain  `json:"pods"`
+	Summary ExplainTotals `json:"summary"`
+}
+
+// ExplainTotals counts the pods by outcome.
+type ExplainTotals struct {
+	Pods     int `json:"pods"`
+	Injected int `json:"injected"`
+	Skipped  int `json:"skipped"`
+	Denied   int `json:"denied"`
+	Warnings int `json:"warnings"`
+}
+
+// PodExplain is one pod or pod template.
+type PodExplain struct {
+	objRef
+	// Skip says why the whole pod is left alone (namespace selection, opt-out, ...).
+	Skip         *SkipExplain       `json:"skip,omitempty"`
+	Denied       string             `json:"denied,omitempty"`
+	Grace        *mutate.Grace      `json:"grace,omitempty"`
+	ShimInjected bool               `json:"shimInjected"`
+	Containers   []ContainerExplain `json:"containers,omitempty"`
+	Problems     []mutate.Problem   `json:"problems,omitempty"`
+	Warnings     []string           `json:"warnings,omitempty"`
+}
+
+// SkipExplain is a skip decision: a stable code and the sentence behind it.
+type SkipExplain struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ContainerExplain is one container's decision and its shutdown timeline.
+type ContainerExplain struct {
+	Container string       `json:"container"`
+	Sidecar   bool         `json:"sidecar,omitempty"`
+	Skip      *SkipExplain `json:"skip,omitempty"`
+	Profile   string       `json:"profile,omitempty"`
+	// ProfileSource is why this profile: the annotation, the detection rule, the namespace default or the
+	// cluster default.
+	ProfileSource string `json:"profileSource,omitempty"`
+	// ProfileOrigin is where the profile is defined: "built-in" or "ShutdownProfile/<name>".
+	ProfileOrigin string   `json:"profileOrigin,omitempty"`
+	DrainDelay    string   `json:"drainDelay,omitempty"`
+	StopSignal    string   `json:"stopSignal,omitempty"`
+	DrainTimeout  string   `json:"drainTimeout,omitempty"`
+	OrderedAfter  string   `json:"orderedAfter,omitempty"`
+	Rendering     string   `json:"rendering,omitempty"`
+	Why           string   `json:"why,omitempty"`
+	Checks        []string `json:"checks,omitempty"`
+	Timeline      []Event  `json:"timeline,omitempty"`
+}
+
+// Event is one step of a container's shutdown, at a time measured from the start of termination.
+type Event struct {
+	At      string  `json:"at"`
+	Seconds float64 `json:"seconds"`
+	What    string  `json:"what"`
+}
+
+func (e Event) String() string { return "t=" + e.At + " " + e.What }
+
+// explainPods builds the explanation of every pod report.
+func explainPods(pods []podReport, catalog *profiles.Catalog) *Explanation {
+	ex := &Explanation{Kind: "Explanation", Version: version.Version, Pods: make([]PodExplain, 0, len(pods))}
+	for _, p := range pods {
+		pe := PodExplain{objRef: p.Ref, Denied: p.Denied}
+		ex.Summary.Pods++
+		switch {
+		case p.NamespaceSkip != "":
+			pe.Skip = &SkipExplain{Code: "namespace-not-selected", Message: p.NamespaceSkip}
+		case p.Result != nil:
+			r := p.Result
+			if r.Skip != nil {
+				pe.Skip = &SkipExplain{Code: string(r.Skip.Code), Message: r.Skip.Message}
+			}
+			pe.Grace, pe.ShimInjected, pe.Problems, pe.Warnings = r.Grace, r.ShimInjected, r.Problems, r.Warnings
+			for i := range r.Containers {
+				pe.Containers = append(pe.Containers, explainContainer(&r.Containers[i], r.Grace, catalog))
+			}
+			ex.Summary.Warnings += len(r.AllWarnings())
+		}
+		switch {
+		case pe.Denied != "":
+			ex.Summary.Denied++
+		case pe.Skip != nil:
+			ex.Summary.Skipped++
+		default:
+			ex.Summary.Injected++
+		}
+		ex.Pods = append(ex.Pods, pe)
+	}
+	return ex
+}
+
+func explainContainer(d *mutate.Decision, g *mutate.Grace, catalog *profiles.Catalog) ContainerExplain {
+	c := ContainerExplain{
+		Container: d.Container, Sidecar: d.Sidecar, Profile: d.Profile, ProfileSource: d.ProfileSource,
+		StopSignal: string(d.StopSignal), OrderedAfter: d.OrderedAfter, Rendering: string(d.Rendering), Why: d.Why,
+		Checks: d.Checks,
+	}
+	if d.Skip != nil {
+		c.Skip = &SkipExplain{Code: string(d.Skip.Code), Message: d.Skip.Message}
+	}
+	if p, ok := catalog.Get(d.Profile); ok {
+		c.ProfileOrigin = p.Source
+	}
+	if d.DrainDelay != nil {
+		c.DrainDelay = d.DrainDelay.Duration.String()
+	}
+	if d.DrainTimeout != nil {
+		c.DrainTimeout = d.DrainTimeout.Duration.String()
+	}
+	if d.Skip == nil && d.Rendering != "" && g != nil && d.DrainDelay != nil && d.DrainTimeout != nil {
+		c.Timeline = timeline(d, time.Duration(g.After)*time.Second)
+	}
+	return c
+}
+
+// timeline spells out what happens to one container from the start of termination, for the rendering the
+// engine chose: who waits, who sends which signal when, and when the kubelet kills.
+func timeline(d *mutate.Decision, grace time.Duration) []Event {
+	delay, timeout, sig, name := d.DrainDelay.Duration, d.DrainTimeout.Duration, string(d.StopSignal), d.Container
+	at := func(t time.Duration, what string) Event {
+		return Event{At: t.String(), Seconds: t.Seconds(), What: what}
+	}
+	var ev []Event
+	sleeper := "preStop sleeps " + delay.String()
+	if d.Rendering == mutate.RenderShimSleep || d.Rendering == mutate.RenderShimExec {
+		sleeper = "preStop: lastcall-shim sleeps " + delay.String()
+	}
+	if d.OrderedAfter != "" {
+		sleeper += " (1s more than " + d.OrderedAfter + ", so " + d.OrderedAfter + " stops taking requests first)"
+	}
+	done := at(delay+timeout, "drain timeout ("+timeout.String()+") ends: "+name+" should have exited")
+	switch d.Rendering {
+	case mutate.RenderNativeSleep, mutate.RenderShimSleep:
+		if delay == 0 {
+			ev = append(ev, at(0, "termination starts; kubelet sends SIGTERM"))
+		} else {
+			ev = append(ev, at(0, "termination starts; "+sleeper), at(delay, "kubelet sends SIGTERM"))
+		}
+		ev = append(ev, done)
+	case mutate.RenderStopSignal:
+		ev = append(ev, at(0, "termination starts; "+sleeper), at(delay, "kubelet sends "+sig+" (lifecycle.stopSignal)"), done)
+	case mutate.RenderSupervise:
+		how := "forwards it to " + name
+		if sig != string(profiles.SIGTERM) {
+			how = "turns it into " + sig + " for " + name
+		}
+		ev = append(ev, at(0, "termination starts; "+sleeper), at(delay, "kubelet sends SIGTERM; lastcall-shim run (PID 1) "+how), done)
+	case mutate.RenderShimExec:
+		ev = append(ev, at(0, "termination starts; "+sleeper),
+			at(delay, "lastcall-shim sends "+sig+" to "+name+" and waits for it to exit (the kubelet reports the hook as failed, exit 137, when it does: expected)"),
+			at(delay+timeout, "drain timeout ("+timeout.String()+") ends: "+name+" should have exited; if not, the hook returns and the kubelet sends SIGTERM"))
+	case mutate.RenderGraceOnly:
+		ev = append(ev, at(0, "termination starts; kubelet sends SIGTERM at once (no drain delay)"), at(timeout, "drain timeout ("+timeout.String()+") ends: "+name+" should have exited"))
+	case mutate.RenderKeptExisting:
+		ev = append(ev, at(0, "termination starts; the container's own preStop hook runs (kept), then the kubelet sends its stop signal"))
+	}
+	return append(ev, at(grace, "grace period ends: kubelet sends SIGKILL if "+name+" is still running"))
+}
+
+func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var f inputFlags
+	var format string
+	fs := newFlagSet("explain", stderr)
+	f.register(fs)
+	fs.StringVar(&format, "o", "text", "output format: text or json")
+	fs.StringVar(&format, "output", "text", "same as -o")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return ExitBadInput
+	}
+	if len(rest) > 0 {
+		return badInput(stderr, fmt.Errorf("explain: unexpected argument %q (use -f FILE)", rest[0]))
+	}
+	if format != "text" && format != "json" {
+		return badInput(stderr, fmt.Errorf("-o %q: must be text or json", format))
+	}
+	in, err := f.setup()
+	if err != nil {
+		return badInput(stderr, err)
+	}
+	data, err := readInput(f.file, stdin)
+	if err != nil {
+		return badInput(stderr, err)
+	}
+	out, err := in.Inject(data)
+	if err != nil {
+		return badInput(stderr, err)
+	}
+	ex := explainPods(out.Pods, in.Catalog)
+	if format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(ex); err != nil {
+			fmt.Fprintf(stderr, "lastcall: error: write: %v\n", err)
+			return ExitBadInput
+		}
+	} else {
+		writeExplainText(stdout, ex)
+	}
+	found, denied := false, false
+	for _, p := range out.Pods {
+		denied = denied || p.Denied != ""
+		found = found || (p.Result != nil && len(p.Result.AllWarnings()) > 0)
+	}
+	// The findings are in the explanation already; the exit code still gates CI.
+	if denied || (f.strict && found) {
+		return ExitFindings
+	}
+	return ExitOK
+}
+
+func writeExplainText(w io.Writer, ex *Explanation) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	if len(ex.Pods) == 0 {
+		fmt.Fprintln(bw, "no pods or pod templates in the input")
+		return
+	}
+	for i, p := range ex.Pods {
+		if i > 0 {
+			fmt.Fprintln(bw)
+		}
+		head := p.objRef.String() + " (namespace " + p.Namespace
+		if p.Template != "" {
+			head += ", template " + p.Template
+		}
+		fmt.Fprintln(bw, head+")")
+		if p.Skip != nil {
+			fmt.Fprintf(bw, "  skipped: %s [%s]\n", p.Skip.Message, p.Skip.Code)
+		}
+		if p.Denied != "" {
+			fmt.Fprintf(bw, "  DENIED: %s\n", p.Denied)
+		}
+		if g := p.Grace; g != nil {
+			before := "unset (30s)"
+			if g.Before != nil {
+				before = fmt.Sprintf("%ds", *g.Before)
+			}
+			line := fmt.Sprintf("  grace period: %s -> %ds (the longest shutdown needs %ds including a 2s margin)", before, g.After, g.Needed)
+			if g.Capped {
+				line += ", capped by the policy's maxGracePeriod"
+			}
+			fmt.Fprintln(bw, line)
+		}
+		if p.Skip == nil && p.Denied == "" && p.Grace != nil {
+			if p.ShimInjected {
+				fmt.Fprintln(bw, "  shim: init container lastcall-shim installs /lastcall/bin/lastcall-shim")
+			} else {
+				fmt.Fprintln(bw, "  shim: not needed")
+			}
+		}
+		for _, c := range p.Containers {
+			kind := "container"
+			if c.Sidecar {
+				kind = "native sidecar"
+			}
+			fmt.Fprintf(bw, "  %s %s\n", kind, c.Container)
+			if c.Skip != nil {
+				fmt.Fprintf(bw, "    skipped:   %s [%s]\n", c.Skip.Message, c.Skip.Code)
+				if c.Profile == "" {
+					continue
+				}
+			}
+			origin := ""
+			if c.ProfileOrigin != "" {
+				origin = " (" + c.ProfileOrigin + ")"
+			}
+			fmt.Fprintf(bw, "    profile:   %s%s; %s\n", c.Profile, origin, c.ProfileSource)
+			fmt.Fprintf(bw, "    shutdown:  drain delay %s, stop signal %s, drain timeout %s\n", c.DrainDelay, c.StopSignal, c.DrainTimeout)
+			if c.OrderedAfter != "" {
+				fmt.Fprintf(bw, "    ordering:  signalled 1s after the proxy %s (its drain delay includes that second)\n", c.OrderedAfter)
+			}
+			if c.Rendering != "" {
+				fmt.Fprintf(bw, "    rendering: %s: %s\n", c.Rendering, c.Why)
+			}
+			if len(c.Checks) > 0 {
+				fmt.Fprintf(bw, "    checks:    %s (a %s* init container runs them before the app starts)\n", strings.Join(c.Checks, ", "), mutate.CheckContainerPrefix)
+			}
+			for j, e := range c.Timeline {
+				label := "    timeline:  "
+				if j > 0 {
+					label = "               "
+				}
+				fmt.Fprintf(bw, "%s%s\n", label, e)
+			}
+		}
+		for _, pr := range p.Problems {
+			fmt.Fprintf(bw, "  problem: %s\n", pr.String())
+		}
+		for _, wn := range p.Warnings {
+			fmt.Fprintf(bw, "  warning: %s\n", strings.TrimPrefix(wn, "lastcall: "))
+		}
+	}
+	s := ex.Summary
+	fmt.Fprintf(bw, "\n%d pods: %d injected, %d skipped, %d denied; %d warnings\n", s.Pods, s.Injected, s.Skipped, s.Denied, s.Warnings)
+}

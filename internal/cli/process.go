@@ -1,0 +1,413 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
+)
+
+// templatePaths says where each workload kind keeps its pod template. Pods are their own template.
+var templatePaths = map[string][]string{
+	"Pod":                   nil,
+	"Deployment":            {"spec", "template"},
+	"StatefulSet":           {"spec", "template"},
+	"DaemonSet":             {"spec", "template"},
+	"ReplicaSet":            {"spec", "template"},
+	"ReplicationController": {"spec", "template"},
+	"Job":                   {"spec", "template"},
+	"PodTemplate":           {"template"},
+	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
+}
+
+// isList reports a List (v1 List, or a typed list such as DeploymentList as `kubectl get -o yaml` writes).
+func isList(kind string) bool {
+	return kind == "List" || (strings.HasSuffix(kind, "List") && len(kind) > 4)
+}
+
+// Namespace selection, as the chart's webhook configuration does it before the engine is ever called.
+const (
+	SelectorOptIn = "optIn"
+	SelectorAll   = "all"
+)
+
+// alwaysExcluded are namespaces the chart's namespaceSelector never sends (the release namespace too, which
+// the CLI cannot know).
+var alwaysExcluded = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true}
+
+// Namespaces describes the namespaces the documents are applied in.
+type Namespaces struct {
+	// Default is the namespace of documents without metadata.namespace.
+	Default string
+	// Labels and Annotations apply to every namespace. Nil Labels means "opted in"
+	// (lastcall.dev/inject=enabled): the usual reason to run lastcall on a manifest is that it will be injected.
+	Labels      map[string]string
+	Annotations map[string]string
+	// Selector is optIn (only namespaces labelled lastcall.dev/inject=enabled) or all.
+	Selector string
+}
+
+// lookup returns the namespace metadata for name, or why the webhook would never see pods there.
+func (n Namespaces) lookup(name string) (mutate.Namespace, string) {
+	labels := n.Labels
+	if labels == nil {
+		labels = map[string]string{mutate.LabelInject: "enabled"}
+	}
+	ns := mutate.Namespace{Name: name, Labels: labels, Annotations: n.Annotations}
+	if alwaysExcluded[name] {
+		return ns, "namespace " + name + " is always excluded by the webhook configuration"
+	}
+	if n.Selector != SelectorAll && labels[mutate.LabelInject] != "enabled" {
+		return ns, fmt.Sprintf("namespace %s is not opted in: the webhook's default namespaceSelector (optIn) needs the label %s=enabled (add it to --namespace-labels, or use --namespace-selector all)", name, mutate.LabelInject)
+	}
+	return ns, ""
+}
+
+// Injector runs the engine over documents. It holds nothing that changes, so documents are processed in
+// parallel.
+type Injector struct {
+	Engine     *mutate.Engine
+	Catalog    *profiles.Catalog
+	Namespaces Namespaces
+}
+
+// objRef names one pod or pod template in the input for messages: the document, the item inside a List, the
+// kind and the name.
+type objRef struct {
+	Document  int    `json:"document"`
+	Line      int    `json:"line"`
+	Items     []int  `json:"items,omitempty"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace"`
+	// Template is the pod template's path in the object ("spec.template"); empty for a Pod.
+	Template string `json:"template,omitempty"`
+}
+
+func (r objRef) String() string {
+	var b strings.Builder
+	b.WriteString("document ")
+	b.WriteString(strconv.Itoa(r.Document))
+	for _, i := range r.Items {
+		b.WriteString(" item ")
+		b.WriteString(strconv.Itoa(i))
+	}
+	if r.Kind != "" {
+		b.WriteString(" ")
+		b.WriteString(r.Kind)
+		if r.Name != "" {
+			b.WriteString("/")
+			b.WriteString(r.Name)
+		}
+	}
+	return b.String()
+}
+
+// podReport is the outcome for one pod or pod template.
+type podReport struct {
+	Ref objRef
+	// Result is nil when the webhook would never be called for the pod (NamespaceSkip says why).
+	Result        *mutate.Result
+	NamespaceSkip string
+	// Denied is set when the policy is strict and the webhook would refuse the pod.
+	Denied string
+}
+
+// docResult is the outcome for one input document.
+type docResult struct {
+	// out replaces the document's text; nil keeps the original bytes.
+	out  []byte
+	pods []podReport
+	err  error
+}
+
+// InputError is bad input: the document could not be read, or a field has the wrong type. It names the
+// document (and the field when known), and maps to exit code 2.
+type InputError struct {
+	Ref   objRef
+	Field string
+	Err   error
+}
+
+func (e *InputError) Error() string {
+	where := e.Ref.String()
+	if e.Ref.Line > 0 {
+		where += " (line " + strconv.Itoa(e.Ref.Line) + ")"
+	}
+	if e.Field != "" {
+		return where + ": field " + e.Field + ": " + e.Err.Error()
+	}
+	return where + ": " + e.Err.Error()
+}
+
+func (e *InputError) Unwrap() error { return e.Err }
+
+// processAll runs every document, in parallel, and returns the results in input order.
+func (in *Injector) processAll(docs []document) []docResult {
+	out := make([]docResult, len(docs))
+	workers := min(runtime.GOMAXPROCS(0), len(docs))
+	if workers <= 1 {
+		for i := range docs {
+			out[i] = in.document(&docs[i])
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, workers)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = in.document(&docs[i])
+			}
+		})
+	}
+	for i := range docs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+// header is what decides whether a document needs the full treatment; decoding only these fields keeps
+// ConfigMaps, Services and friends cheap.
+type header struct {
+	Kind string `json:"kind"`
+}
+
+func (in *Injector) document(d *document) docResult {
+	ref := objRef{Document: d.index, Line: d.line}
+	js := d.text
+	if !d.json {
+		var err error
+		js, err = yaml.YAMLToJSON(d.text)
+		if err != nil {
+			return docResult{err: &InputError{Ref: ref, Err: fmt.Errorf("not valid YAML: %w", err)}}
+		}
+	}
+	var h header
+	if err := json.Unmarshal(js, &h); err != nil {
+		// Not an object with a string kind (a scalar, a list, an empty document): not ours to judge.
+		return docResult{}
+	}
+	if _, ok := templatePaths[h.Kind]; !ok && !isList(h.Kind) {
+		return docResult{}
+	}
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	// Numbers stay as written: a float64 round trip would corrupt integers above 2^53.
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil {
+		return docResult{err: &InputError{Ref: ref, Err: fmt.Errorf("decode: %w", err)}}
+	}
+	var res docResult
+	changed, err := in.object(obj, ref, &res.pods)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if !changed {
+		return res
+	}
+	res.out, res.err = render(d, obj)
+	return res
+}
+
+// render writes a changed document in its original format.
+func render(d *document, obj map[string]any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if d.json || isJSONText(d.text) {
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(obj); err != nil {
+			return nil, fmt.Errorf("document %d: encode: %w", d.index, err)
+		}
+		out := buf.Bytes()
+		if d.json {
+			// The newline after a JSON value is part of the next separator.
+			out = bytes.TrimSuffix(out, []byte("\n"))
+		}
+		return out, nil
+	}
+	if err := enc.Encode(obj); err != nil {
+		return nil, fmt.Errorf("document %d: encode: %w", d.index, err)
+	}
+	y, err := yaml.JSONToYAML(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("document %d: encode: %w", d.index, err)
+	}
+	return append(bytes.Clone(leadingComments(d.text)), y...), nil
+}
+
+func metaString(obj map[string]any, key string) string {
+	m, _ := obj["metadata"].(map[string]any)
+	s, _ := m[key].(string)
+	return s
+}
+
+// object injects one object (recursing into List items) and reports whether it changed.
+func (in *Injector) object(obj map[string]any, ref objRef, pods *[]podReport) (bool, error) {
+	ref.Kind, _ = obj["kind"].(string)
+	ref.Name = metaString(obj, "name")
+	if ref.Name == "" {
+		ref.Name = metaString(obj, "generateName")
+	}
+	ref.Namespace = metaString(obj, "namespace")
+	if ref.Namespace == "" {
+		ref.Namespace = in.Namespaces.Default
+	}
+	if isList(ref.Kind) {
+		items, _ := obj["items"].([]any)
+		changed := false
+		for i, it := range items {
+			m, ok := it.(map[string]any)
+			if !ok {
+				continue
+			}
+			sub := ref
+			sub.Items = append(append([]int(nil), ref.Items...), i)
+			c, err := in.object(m, sub, pods)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || c
+		}
+		return changed, nil
+	}
+	path, ok := templatePaths[ref.Kind]
+	if !ok {
+		return false, nil
+	}
+	tmpl := obj
+	for _, k := range path {
+		next, ok := tmpl[k].(map[string]any)
+		if !ok {
+			// A partial object (a kustomize patch, say) has no template to inject.
+			return false, nil
+		}
+		tmpl = next
+	}
+	ref.Template = strings.Join(path, ".")
+	return in.pod(tmpl, ref, pods)
+}
+
+// pod runs the engine on one pod or pod template (given as the user's generic object) and merges the typed
+// change back into it.
+func (in *Injector) pod(tmpl map[string]any, ref objRef, pods *[]podReport) (bool, error) {
+	raw, err := json.Marshal(tmpl)
+	if err != nil {
+		return false, &InputError{Ref: ref, Err: fmt.Errorf("encode: %w", err)}
+	}
+	isPod := ref.Template == ""
+	pod := &corev1.Pod{}
+	if isPod {
+		err = json.Unmarshal(raw, pod)
+	} else {
+		t := &corev1.PodTemplateSpec{}
+		err = json.Unmarshal(raw, t)
+		pod.ObjectMeta, pod.Spec = t.ObjectMeta, t.Spec
+	}
+	if err != nil {
+		return false, typeError(ref, err)
+	}
+	// The engine sees the namespace the pod will run in; the document keeps what it said (usually nothing).
+	written := pod.Namespace
+	if pod.Namespace == "" {
+		pod.Namespace = ref.Namespace
+	}
+	rep := podReport{Ref: ref}
+	ns, skip := in.Namespaces.lookup(pod.Namespace)
+	if skip != "" {
+		rep.NamespaceSkip = skip
+		*pods = append(*pods, rep)
+		return false, nil
+	}
+	res := in.Engine.Mutate(pod, ns, in.Catalog)
+	rep.Result = res
+	if msg, deny := res.DenyMessage(in.Engine.Policy().Strict); deny {
+		rep.Denied = msg
+		*pods = append(*pods, rep)
+		return false, nil
+	}
+	*pods = append(*pods, rep)
+	if res.Skip != nil {
+		return false, nil
+	}
+	pod.Namespace, res.Pod.Namespace = written, written
+	before, err := typedJSON(pod, isPod)
+	if err != nil {
+		return false, err
+	}
+	after, err := typedJSON(res.Pod, isPod)
+	if err != nil {
+		return false, err
+	}
+	if bytes.Equal(before, after) {
+		// Already injected (or nothing to do): the document stays byte for byte.
+		return false, nil
+	}
+	a, err := decodeGeneric(before)
+	if err != nil {
+		return false, err
+	}
+	b, err := decodeGeneric(after)
+	if err != nil {
+		return false, err
+	}
+	merged, ok := merge3(a, b, tmpl).(map[string]any)
+	if !ok {
+		return false, fmt.Errorf("%s: merge produced a non-object", ref)
+	}
+	clear(tmpl)
+	for k, v := range merged {
+		tmpl[k] = v
+	}
+	return true, nil
+}
+
+// typedJSON marshals the pod as the typed object the document holds (a Pod, or a PodTemplateSpec).
+func typedJSON(p *corev1.Pod, isPod bool) ([]byte, error) {
+	var v any = p
+	if !isPod {
+		v = &corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode pod: %w", err)
+	}
+	return b, nil
+}
+
+func decodeGeneric(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	return v, nil
+}
+
+// typeError names the field of a type mismatch with its full path in the document.
+func typeError(ref objRef, err error) error {
+	prefix := ""
+	if ref.Template != "" {
+		prefix = ref.Template + "."
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return &InputError{Ref: ref, Field: prefix + te.Field, Err: fmt.Errorf("got a JSON %s, want %s", te.Value, te.Type)}
+	}
+	return &InputError{Ref: ref, Err: fmt.Errorf("not a valid pod template: %w", err)}
+}
