@@ -26,8 +26,9 @@ func TestPolicyParsesInTheWebhook(t *testing.T) {
 	}{
 		{"default values", nil, func(t *testing.T, p mutate.Policy) {
 			want := mutate.DefaultPolicy()
-			if diff := cmp.Diff(want.Shim.Image, p.Shim.Image); diff != "" {
-				t.Errorf("shim image (-webhook default +chart):\n%s", diff)
+			// The chart's defaults are the webhook's defaults.
+			if diff := cmp.Diff(want, p); diff != "" {
+				t.Errorf("policy (-webhook defaults +chart):\n%s", diff)
 			}
 			if p.DefaultProfile != "http" || p.CheckMode != "warn" || p.ExistingPreStop != "keep" || p.Strict || p.Supervise {
 				t.Errorf("unexpected defaults: %+v", p)
