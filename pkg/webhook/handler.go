@@ -162,29 +162,21 @@ func Patch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error
 		}
 		// A field absent before is added whole; present before, it is diffed so that what our types do not
 		// know inside it (a newer container field) is left alone.
-		if bytes.Equal(a, []byte("null")) {
-			var v any
-			if err := json.Unmarshal(b, &v); err != nil {
-				return nil, fmt.Errorf("decode %s: %w", f.path, err)
-			}
-			ops = append(ops, jsonpatch.NewOperation("add", f.path, v))
-			continue
-		}
-		if bytes.Equal(b, []byte("null")) {
+		switch {
+		case bytes.Equal(a, null):
+			ops = append(ops, jsonpatch.NewOperation("add", f.path, json.RawMessage(b)))
+		case bytes.Equal(b, null):
 			ops = append(ops, jsonpatch.NewOperation("remove", f.path, nil))
-			continue
-		}
-		sub, err := jsonpatch.CreatePatch(a, b)
-		if err != nil {
-			return nil, fmt.Errorf("diff %s: %w", f.path, err)
-		}
-		for _, op := range sub {
-			op.Path = f.path + op.Path
-			ops = append(ops, op)
+		default:
+			if ops, err = diffJSON(f.path, a, b, ops); err != nil {
+				return nil, fmt.Errorf("diff %s: %w", f.path, err)
+			}
 		}
 	}
 	return ops, nil
 }
+
+var null = []byte("null")
 
 // mutableFields are the parts of a Pod the engine writes, with their JSON pointers.
 var mutableFields = []struct {
