@@ -6,7 +6,7 @@
 #   hack/cluster/local.sh up              start (cleans up first), wait for node Ready + default ServiceAccount
 #   hack/cluster/local.sh down            stop everything, then cleanup
 #   hack/cluster/local.sh cleanup         leave the machine as found (also after a killed run)
-#   hack/cluster/local.sh status          components, PIDs, RSS, node
+#   hack/cluster/local.sh status          components, PIDs, RSS, node (exit 0 all running, 1 none, 3 some)
 #   hack/cluster/local.sh kubeconfig      print the admin kubeconfig path
 #   hack/cluster/local.sh load FILE.tar   import an image tarball into containerd's k8s.io namespace
 #   hack/cluster/local.sh logs DIR        copy every component log (and pod logs) into DIR
@@ -191,7 +191,10 @@ up() {
     log "feature gates: $FEATURE_GATES"
   fi
 
-  start containerd containerd --config "$DIR/config/containerd.toml"
+  # no registry is used: a pull (an image that was not loaded) goes to a closed loopback port instead of the
+  # network, so it fails at once ("proxyconnect tcp: dial tcp 127.0.0.1:9") and no traffic leaves the host
+  start containerd env HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY= no_proxy= \
+    containerd --config "$DIR/config/containerd.toml"
   start etcd "$BIN/etcd" --name lastcall --data-dir "$RUN/etcd" \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
@@ -362,22 +365,25 @@ cleanup_locked() {
 }
 
 # --- status, logs, load --------------------------------------------------------------------------------------------
-status() {
-  local any=0 c pid st rss
+status() { # exit 0: every component runs; 1: none; 3: some
+  local up=0 down=0 c pid st rss
   for c in $COMPONENTS; do
     if read -r pid st < <(recorded "$c"); then
       rss=$(awk '/^VmRSS/ {print int($2/1024)}' "/proc/$pid/status" 2>/dev/null)
       printf '%-24s pid %-8s %5s MiB\n' "$c" "$pid" "$rss"
-      any=1
+      up=$((up + 1))
     else
       printf '%-24s stopped\n' "$c"
+      down=$((down + 1))
     fi
   done
-  if [ "$any" = 1 ]; then
+  if [ "$up" -gt 0 ]; then
     echo "cluster RSS (components + shims + pods): $(cluster_rss) MiB"
     kc get nodes -o wide 2>/dev/null || true
   fi
-  [ "$any" = 1 ]
+  [ "$down" = 0 ] && return 0
+  [ "$up" = 0 ] && return 1
+  return 3
 }
 
 cluster_rss() {

@@ -35,7 +35,17 @@ func (l *Local) Name() string       { return "local" }
 func (l *Local) BuildsImages() bool { return true }
 func (l *Local) Kubeconfig() string { return l.kubecfg }
 
+// Up starts the cluster, or reuses one that is fully running (e.g. left by an earlier E2E_KEEP=1 run).
 func (l *Local) Up(ctx context.Context) error {
+	if err := exec.CommandContext(ctx, l.Script, "status").Run(); err == nil {
+		out, err := run(ctx, os.Stderr, l.Script, "kubeconfig")
+		if err != nil {
+			return err
+		}
+		l.kubecfg = strings.TrimSpace(out)
+		logf("reusing the running local cluster (hack/cluster/local.sh down stops it)")
+		return nil
+	}
 	out, err := run(ctx, os.Stderr, l.Script, "up")
 	if err != nil {
 		return err
