@@ -273,9 +273,10 @@ spec: {stopSignal: TERM}`, []string{"metadata.name: 'none' and 'auto' are reserv
 	})
 }
 
-// TestChartObjectsAcceptedByAPIServer creates every object the chart renders with default values with a
-// server-side dry run: the apiserver's own validation (and the MutatingWebhookConfiguration's CEL
-// matchConditions compilation) accepts them. The CRD, already installed, is server-side applied (dry run too).
+// TestChartObjectsAcceptedByAPIServer creates every object the chart renders with default values, and every
+// object of config/default, with a server-side dry run: the apiserver's own validation (and the
+// MutatingWebhookConfiguration's CEL matchConditions compilation) accepts them. Objects that already exist (the
+// CRD envtest installed, the namespace) are server-side applied instead (dry run too).
 // The namespace enforces the restricted Pod Security profile, so the Deployment's pod template must pass it
 // (reported as warnings on a workload, which fail the test).
 func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
@@ -293,25 +294,34 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	objs := decodeAll(t, helmTemplate(t))
-	if len(objs) < 10 {
-		t.Fatalf("the chart rendered only %d objects", len(objs))
-	}
-	for _, o := range objs {
-		t.Run(o.GetKind()+"/"+o.GetName(), func(t *testing.T) {
-			warnings.reset()
-			var err error
-			if o.GetKind() == "CustomResourceDefinition" {
-				o.SetManagedFields(nil)
-				err = c.Patch(ctx, o, client.Apply, client.FieldOwner("chart-test"), client.ForceOwnership, client.DryRunAll)
-			} else {
-				err = c.Create(ctx, o, client.DryRunAll)
+	for _, source := range []struct {
+		name string
+		objs func() []*unstructured.Unstructured
+	}{
+		{"helm chart (default values)", func() []*unstructured.Unstructured { return decodeAll(t, helmTemplate(t)) }},
+		{"kustomize config/default", func() []*unstructured.Unstructured { return decodeAll(t, kustomize(t, "config/default")) }},
+	} {
+		t.Run(source.name, func(t *testing.T) {
+			objs := source.objs()
+			if len(objs) < 10 {
+				t.Fatalf("only %d objects rendered", len(objs))
 			}
-			if err != nil {
-				t.Fatalf("dry-run create refused: %v", err)
-			}
-			if w := warnings.get(); len(w) > 0 {
-				t.Errorf("apiserver warnings: %s", strings.Join(w, "; "))
+			for _, o := range objs {
+				t.Run(o.GetKind()+"/"+o.GetName(), func(t *testing.T) {
+					warnings.reset()
+					err := c.Create(ctx, o.DeepCopy(), client.DryRunAll)
+					if apierrors.IsAlreadyExists(err) {
+						// The CRD (installed by envtest) and the namespace exist: server-side apply them instead.
+						o.SetManagedFields(nil)
+						err = c.Patch(ctx, o, client.Apply, client.FieldOwner("chart-test"), client.ForceOwnership, client.DryRunAll)
+					}
+					if err != nil {
+						t.Fatalf("dry-run refused: %v", err)
+					}
+					if w := warnings.get(); len(w) > 0 {
+						t.Errorf("apiserver warnings: %s", strings.Join(w, "; "))
+					}
+				})
 			}
 		})
 	}
