@@ -249,7 +249,7 @@ up() {
   local t_sa; t_sa=$(since "$T_START")
   local t_total; t_total=$(since "$T_INVOKE")
   printf 'node_ready_s=%s\ndefault_sa_s=%s\nup_total_s=%s\n' "$t_node" "$t_sa" "$t_total" > "$DIR/timings"
-  log "cluster up: node Ready after ${t_node} s, default ServiceAccount after ${t_sa} s (from the first component's start; ${t_total} s in all, with the initial cleanup)"
+  log "cluster up: node Ready after ${t_node} s, default ServiceAccount after ${t_sa} s (timed after the initial cleanup; ${t_total} s in all)"
   log "logs: $LOGS"
   trap - EXIT
   echo "$KUBECONFIG_PATH"
