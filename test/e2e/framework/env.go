@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Env is the cluster a suite runs against, set up once by Main.
@@ -144,12 +143,7 @@ func logf(format string, a ...any) {
 }
 
 func (e *Env) connect(ctx context.Context) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", e.Provider.Kubeconfig())
-	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", e.Provider.Kubeconfig(), err)
-	}
-	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
+	cfg, cs, err := NewClient(e.Provider.Kubeconfig())
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Namespace creates a namespace named after the test (plus a random suffix) with the given labels, waits for
@@ -207,4 +212,30 @@ func (e *Env) PodHTTPGet(ctx context.Context, pod *corev1.Pod, port int, path st
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, string(body), err
+}
+
+// NewClient builds a REST config and a clientset from a kubeconfig file.
+func NewClient(kubeconfig string) (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(cfg)
+	return cfg, cs, err
+}
+
+// CtrlClient returns a controller-runtime client for the cluster with the given scheme (e.g. one that also
+// knows the ShutdownProfile types); nil scheme means client-go's.
+func (e *Env) CtrlClient(scheme *runtime.Scheme) (ctrlclient.Client, error) {
+	return ctrlclient.New(e.Config, ctrlclient.Options{Scheme: scheme})
+}
+
+// WaitFor polls cond every 200 ms until it returns true or an error, or the timeout passes; desc names the
+// condition in the error.
+func WaitFor(ctx context.Context, timeout time.Duration, desc string, cond func(context.Context) (bool, error)) error {
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, cond); err != nil {
+		return fmt.Errorf("waiting %v for %s: %w", timeout, desc, err)
+	}
+	return nil
 }
