@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
@@ -43,6 +44,12 @@ type Options struct {
 	Config, CertDir, CertMode, CertSecret, WebhookConfig, ServiceName, Namespace string
 	MetricsAddr, ProbeAddr, LogFormat, LogLevel                                  string
 	Port                                                                         int
+	// ExtraDNSNames are added to the serving certificate (self mode), e.g. "localhost" in tests.
+	ExtraDNSNames []string
+	// ServerCertValidity, RenewBefore and RotationCheck tune self-managed rotation; zero means
+	// cert-controller's defaults (10 years, renewed 90 days before expiry, checked every 12 hours). Tests
+	// shorten them to force rotations.
+	ServerCertValidity, RenewBefore, RotationCheck time.Duration
 }
 
 // NewLogger builds the zap-backed logr logger.
@@ -117,10 +124,6 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.ProbeAddr,
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Port: o.Port, CertDir: o.CertDir,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
-		}),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			webhook.NamespaceMeta(): {Transform: webhook.TrimNamespace},
 		}},
@@ -145,7 +148,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		Log:        log.WithName("admission"),
 		Metrics:    webhook.NewMetrics(crmetrics.Registry),
 	}
-	mgr.GetWebhookServer().Register(webhook.Path, &crwebhook.Admission{Handler: handler})
+	whs := crwebhook.NewServer(crwebhook.Options{
+		Port: o.Port, CertDir: o.CertDir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	})
+	whs.Register(webhook.Path, &crwebhook.Admission{Handler: handler})
+	if err := mgr.Add(&afterCerts{dir: o.CertDir, server: whs}); err != nil {
+		return err
+	}
 
 	certsReady := make(chan struct{})
 	if o.CertMode == "self" {
@@ -164,7 +174,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		if err := rotator.AddRotator(mgr, &rotator.CertRotator{
 			SecretKey: key, CertDir: o.CertDir,
 			CAName: "lastcall-ca", CAOrganization: "lastcall",
-			DNSName: svc, ExtraDNSNames: []string{o.ServiceName, o.ServiceName + "." + o.Namespace, svc + ".cluster.local"},
+			DNSName: svc, ExtraDNSNames: append([]string{o.ServiceName, o.ServiceName + "." + o.Namespace, svc + ".cluster.local"}, o.ExtraDNSNames...),
+			ServerCertDuration: o.ServerCertValidity, LookaheadInterval: o.RenewBefore, RotationCheckFrequency: o.RotationCheck,
 			IsReady:  certsReady,
 			Webhooks: []rotator.WebhookInfo{{Name: o.WebhookConfig, Type: rotator.Mutating}},
 		}); err != nil {
@@ -180,7 +191,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	started := mgr.GetWebhookServer().StartedChecker()
+	started := whs.StartedChecker()
 	if err := mgr.AddReadyzCheck("ready", func(r *http.Request) error {
 		select {
 		case <-certsReady:
@@ -225,3 +236,28 @@ func serverMinor(cfg *rest.Config) (int, error) {
 	}
 	return n, nil
 }
+
+// afterCerts starts the webhook server once its certificate files exist: in self mode the rotator writes them
+// after the manager has started, and the server refuses to start without them.
+type afterCerts struct {
+	dir    string
+	server crwebhook.Server
+}
+
+func (a *afterCerts) Start(ctx context.Context) error {
+	for {
+		_, errC := os.Stat(filepath.Join(a.dir, corev1.TLSCertKey))
+		_, errK := os.Stat(filepath.Join(a.dir, corev1.TLSPrivateKeyKey))
+		if errC == nil && errK == nil {
+			return a.server.Start(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// NeedLeaderElection: every replica serves.
+func (a *afterCerts) NeedLeaderElection() bool { return false }
