@@ -27,13 +27,15 @@ generate: ## deepcopy, CRD and RBAC from markers (controller-gen), copied into t
 
 .PHONY: verify-generate
 verify-generate: generate ## fail when generated files differ from what is committed
-	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
+	@git diff --exit-code -- api config charts && test -z "$$(git status --porcelain -- api config charts)" \
+	  || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
 
 .PHONY: lint
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out" >&2; exit 1; }
 	go vet ./...
 	go vet -tags e2e ./test/e2e/...
+	cd hack/tools && go vet ./...
 
 .PHONY: test-unit
 test-unit: ## unit, golden, real-process (nginx, php-fpm), envtest and chart suites
