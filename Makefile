@@ -48,6 +48,7 @@ fuzz: ## a short run of every fuzz target
 .PHONY: bench
 bench: ## engine and admission benchmarks next to the DESIGN.md bars
 	go test -run '^$$' -bench . -benchmem -count $(or $(COUNT),5) ./pkg/mutate ./pkg/webhook ./cmd/lastcall-shim | tee bench.out
+	LASTCALL_BENCH=1 go test -count=1 -v -run TestWebhookRSSWithLargeCache ./test/memory | tee -a bench.out
 
 .PHONY: images
 images: build ## OCI image tarballs (no Docker): base test images and lastcall-webhook/lastcall-shim

@@ -28,7 +28,7 @@ func NamespaceMeta() *metav1.PartialObjectMetadata {
 	return m
 }
 
-// TrimNamespace keeps only what the engine reads (name, labels, lastcall annotations), so 10,000 cached
+// TrimNamespace keeps only what the engine reads (name, lastcall labels and annotations), so 10,000 cached
 // namespaces stay small: managedFields and foreign annotations are often most of an object's size.
 func TrimNamespace(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
@@ -38,17 +38,22 @@ func TrimNamespace(obj any) (any, error) {
 	m.ManagedFields = nil
 	m.OwnerReferences = nil
 	m.Finalizers = nil
+	m.Annotations = onlyLastcall(m.Annotations)
+	m.Labels = onlyLastcall(m.Labels)
+	return m, nil
+}
+
+func onlyLastcall(in map[string]string) map[string]string {
 	var keep map[string]string
-	for k, v := range m.Annotations {
+	for k, v := range in {
 		if strings.HasPrefix(k, mutate.Prefix) {
 			if keep == nil {
-				keep = map[string]string{}
+				keep = make(map[string]string, 1)
 			}
 			keep[k] = v
 		}
 	}
-	m.Annotations = keep
-	return m, nil
+	return keep
 }
 
 // CachedNamespaces reads namespace metadata from the manager's cache.

@@ -1,0 +1,231 @@
+// Package memory measures the webhook binary's resident memory with a large cluster's worth of cached objects:
+// 10,000 namespaces and 100 ShutdownProfiles on a real kube-apiserver. Bar (DESIGN.md §10): RSS <= 64 MiB.
+package memory
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+)
+
+const (
+	namespaces = 10000
+	profiles   = 100
+	barMiB     = 64
+)
+
+func TestWebhookRSSWithLargeCache(t *testing.T) {
+	// A measurement, not a correctness test: it needs a quiet machine (RSS moves with GC timing by a few MiB),
+	// so `make bench` runs it and `make test` does not.
+	if os.Getenv("LASTCALL_BENCH") != "1" {
+		t.Skip("set LASTCALL_BENCH=1 (make bench) to measure the webhook's memory")
+	}
+	if _, err := os.Stat(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-apiserver")); err != nil {
+		if os.Getenv("LASTCALL_REQUIRE_REAL") == "1" {
+			t.Fatal("KUBEBUILDER_ASSETS has no kube-apiserver: run hack/build-k8s.sh (make deps)")
+		}
+		t.Skip("no kube-apiserver in KUBEBUILDER_ASSETS")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "lastcall-webhook")
+	// Built as the Makefile and the image build it.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall-webhook")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+
+	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = v1alpha1.AddToScheme(scheme)
+	cfg.QPS, cfg.Burst = 5000, 5000
+	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	parallel(t, namespaces, func(i int) error {
+		// Labels and annotations like real namespaces carry; the webhook keeps only lastcall's.
+		return k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-" + strconv.Itoa(i),
+			Labels:      map[string]string{"lastcall.dev/inject": "enabled", "team": "t" + strconv.Itoa(i%50), "env": "prod"},
+			Annotations: map[string]string{"lastcall.dev/default-profile": "http", "owner": "someone@example.com", "cost-center": strconv.Itoa(i), "kubectl.kubernetes.io/last-applied-configuration": lastApplied}}})
+	})
+	parallel(t, profiles, func(i int) error {
+		d := metav1.Duration{Duration: time.Duration(i%10+1) * time.Second}
+		return k8s.Create(ctx, &v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "profile-" + strconv.Itoa(i)},
+			Spec: v1alpha1.ShutdownProfileSpec{StopSignal: "SIGTERM", DrainDelay: &d, Description: "generated for the memory test",
+				Match: &v1alpha1.ProfileMatch{Images: []string{"img-" + strconv.Itoa(i)}}}})
+	})
+	t.Logf("created %d namespaces and %d profiles in %s", namespaces, profiles, time.Since(start).Round(time.Second))
+
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "lastcall", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	certDir := filepath.Join(dir, "certs")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeCert(t, certDir)
+	probe, port, metrics := freeAddr(t), freePort(t), freeAddr(t)
+	cmd := exec.Command(bin, "--cert-mode=external", "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
+		"--health-probe-bind-address="+probe, "--metrics-bind-address="+metrics, "--config="+filepath.Join(dir, "none.yaml"))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook not ready after 90s:\n%s", logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Let the informers' initial lists settle and the runtime return what it no longer uses.
+	time.Sleep(5 * time.Second)
+	rss := rssKiB(t, cmd.Process.Pid)
+	if resp, err := http.Get("http://" + metrics + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "go_memstats_heap_inuse_bytes") || strings.HasPrefix(line, "go_memstats_sys_bytes") || strings.HasPrefix(line, "go_memstats_heap_idle_bytes ") || strings.HasPrefix(line, "go_memstats_heap_released_bytes") {
+				t.Log(line)
+			}
+		}
+	}
+	t.Logf("lastcall-webhook RSS %.1f MiB with %d namespaces and %d ShutdownProfiles cached (bar %d MiB)", float64(rss)/1024, namespaces, profiles, barMiB)
+	if rss > barMiB*1024 {
+		t.Fatalf("RSS %.1f MiB exceeds the %d MiB bar", float64(rss)/1024, barMiB)
+	}
+	if !strings.Contains(logs.String(), "profile catalog updated") {
+		t.Fatalf("the webhook never loaded the profiles:\n%s", logs.String())
+	}
+}
+
+func parallel(t *testing.T, n int, f func(int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	work := make(chan int)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func freePort(t *testing.T) int {
+	a := freeAddr(t)
+	p, _ := strconv.Atoi(a[strings.LastIndexByte(a, ':')+1:])
+	return p
+}
+
+func writeCert(t *testing.T, dir string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	_ = os.MkdirAll(dir, 0o700)
+	_ = os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+// lastApplied stands for the kubectl annotation most real namespaces carry (about 1 KiB).
+var lastApplied = strings.Repeat(`{"apiVersion":"v1","kind":"Namespace","metadata":{"labels":{"team":"x"}}}`, 14)
