@@ -125,10 +125,10 @@ func explainContainer(d *mutate.Decision, g *mutate.Grace, catalog *profiles.Cat
 		c.ProfileOrigin = p.Source
 	}
 	if d.DrainDelay != nil {
-		c.DrainDelay = d.DrainDelay.Duration.String()
+		c.DrainDelay = human(d.DrainDelay.Duration)
 	}
 	if d.DrainTimeout != nil {
-		c.DrainTimeout = d.DrainTimeout.Duration.String()
+		c.DrainTimeout = human(d.DrainTimeout.Duration)
 	}
 	if d.Skip == nil && d.Rendering != "" && g != nil && d.DrainDelay != nil && d.DrainTimeout != nil {
 		c.Timeline = timeline(d, time.Duration(g.After)*time.Second)
@@ -136,22 +136,34 @@ func explainContainer(d *mutate.Decision, g *mutate.Grace, catalog *profiles.Cat
 	return c
 }
 
+// human writes a duration as people do: "10m" and "1h", not "10m0s" and "1h0m0s". Go parses both.
+func human(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 // timeline spells out what happens to one container from the start of termination, for the rendering the
 // engine chose: who waits, who sends which signal when, and when the kubelet kills.
 func timeline(d *mutate.Decision, grace time.Duration) []Event {
 	delay, timeout, sig, name := d.DrainDelay.Duration, d.DrainTimeout.Duration, string(d.StopSignal), d.Container
 	at := func(t time.Duration, what string) Event {
-		return Event{At: t.String(), Seconds: t.Seconds(), What: what}
+		return Event{At: human(t), Seconds: t.Seconds(), What: what}
 	}
 	var ev []Event
-	sleeper := "preStop sleeps " + delay.String()
+	sleeper := "preStop sleeps " + human(delay)
 	if d.Rendering == mutate.RenderShimSleep || d.Rendering == mutate.RenderShimExec {
-		sleeper = "preStop: lastcall-shim sleeps " + delay.String()
+		sleeper = "preStop: lastcall-shim sleeps " + human(delay)
 	}
 	if d.OrderedAfter != "" {
 		sleeper += " (1s more than " + d.OrderedAfter + ", so " + d.OrderedAfter + " stops taking requests first)"
 	}
-	done := at(delay+timeout, "drain timeout ("+timeout.String()+") ends: "+name+" should have exited")
+	done := at(delay+timeout, "drain timeout ("+human(timeout)+") ends: "+name+" should have exited")
 	switch d.Rendering {
 	case mutate.RenderNativeSleep, mutate.RenderShimSleep:
 		if delay == 0 {
@@ -171,9 +183,9 @@ func timeline(d *mutate.Decision, grace time.Duration) []Event {
 	case mutate.RenderShimExec:
 		ev = append(ev, at(0, "termination starts; "+sleeper),
 			at(delay, "lastcall-shim sends "+sig+" to "+name+" and waits for it to exit (the kubelet reports the hook as failed, exit 137, when it does: expected)"),
-			at(delay+timeout, "drain timeout ("+timeout.String()+") ends: "+name+" should have exited; if not, the hook returns and the kubelet sends SIGTERM"))
+			at(delay+timeout, "drain timeout ("+human(timeout)+") ends: "+name+" should have exited; if not, the hook returns and the kubelet sends SIGTERM"))
 	case mutate.RenderGraceOnly:
-		ev = append(ev, at(0, "termination starts; kubelet sends SIGTERM at once (no drain delay)"), at(timeout, "drain timeout ("+timeout.String()+") ends: "+name+" should have exited"))
+		ev = append(ev, at(0, "termination starts; kubelet sends SIGTERM at once (no drain delay)"), at(timeout, "drain timeout ("+human(timeout)+") ends: "+name+" should have exited"))
 	case mutate.RenderKeptExisting:
 		ev = append(ev, at(0, "termination starts; the container's own preStop hook runs (kept), then the kubelet sends its stop signal"))
 	}

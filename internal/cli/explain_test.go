@@ -194,7 +194,7 @@ func TestExplainGraceOnly(t *testing.T) {
 	c := ex.Pods[0].Containers[0]
 	want := []Event{
 		{At: "0s", Seconds: 0, What: "termination starts; kubelet sends SIGTERM at once (no drain delay)"},
-		{At: "10m0s", Seconds: 600, What: "drain timeout (10m0s) ends: w should have exited"},
+		{At: "10m", Seconds: 600, What: "drain timeout (10m) ends: w should have exited"},
 		{At: "10m2s", Seconds: 602, What: "grace period ends: kubelet sends SIGKILL if w is still running"},
 	}
 	if c.Rendering != "grace-only" || !cmp.Equal(want, c.Timeline) {

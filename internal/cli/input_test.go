@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -104,6 +105,16 @@ func TestParseMinor(t *testing.T) {
 	for _, in := range []string{"", "latest", "v2.1", "1", "v1.x"} {
 		if _, err := parseMinor(in); err == nil {
 			t.Errorf("parseMinor(%q): want an error", in)
+		}
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{0: "0s", 5 * time.Second: "5s", 10 * time.Minute: "10m", 90 * time.Second: "1m30s",
+		time.Hour: "1h", time.Hour + time.Second: "1h0m1s", 602 * time.Second: "10m2s", 1500 * time.Millisecond: "1.5s"} {
+		if got := human(d); got != want {
+			t.Errorf("human(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -33,7 +33,7 @@ type ProfileInfo struct {
 func profileInfo(p *profiles.Profile, order int) ProfileInfo {
 	pi := ProfileInfo{
 		Name: p.Name, Description: p.Description, Source: p.Source, Role: string(p.Role),
-		DrainDelay: p.DrainDelay.String(), StopSignal: string(p.StopSignal), DrainTimeout: p.DrainTimeout.String(),
+		DrainDelay: human(p.DrainDelay), StopSignal: string(p.StopSignal), DrainTimeout: human(p.DrainTimeout),
 		MatchImages: p.Match.Images, MatchCmds: p.Match.Commands, Supervise: p.Supervise, Docs: p.Docs,
 	}
 	for _, c := range p.Checks {
