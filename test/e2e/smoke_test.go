@@ -18,8 +18,12 @@ import (
 
 func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{
-		ImageTargets: []string{"base", "testapp"},
-		Images:       []string{framework.ImageDebianWeb, framework.ImageTestapp},
+		BuildLastcall: true,
+		ImageTargets:  []string{"base", "testapp", "lastcall"},
+		Images:        append([]string{framework.ImageDebianWeb, framework.ImageTestapp}, framework.LastcallImages()...),
+		Setup: func(ctx context.Context, env *framework.Env) error {
+			return env.InstallLastcall(ctx)
+		},
 	}))
 }
 

@@ -54,6 +54,9 @@ func (e *Env) Dump(ctx context.Context, dir string, namespaces ...string) error 
 	save("nodes.yaml", "get", "nodes", "-o", "yaml")
 	save("all.txt", "get", "all,mutatingwebhookconfigurations,validatingwebhookconfigurations", "-A", "-o", "wide")
 	if e.Client != nil {
+		if len(namespaces) > 0 {
+			namespaces = append(namespaces, e.AlsoDump...)
+		}
 		if len(namespaces) == 0 {
 			namespaces = []string{metav1.NamespaceAll}
 		}

@@ -26,6 +26,8 @@ type Env struct {
 	Config   *rest.Config
 	Client   kubernetes.Interface
 	podCIDR  netip.Prefix
+	// AlsoDump are namespaces whose pod logs every failure dump includes (e.g. lastcall's own).
+	AlsoDump []string
 }
 
 var current *Env
@@ -45,6 +47,11 @@ type Options struct {
 	Images []string
 	// ImageTargets are the hack/images.sh targets that build them (e.g. "base", "testapp", "lastcall").
 	ImageTargets []string
+	// BuildLastcall builds lastcall-webhook and lastcall-shim into _output/e2e/bin before the image targets
+	// run (hack/images.sh reads them from there through LASTCALL_BIN_DIR), so the suite tests this clone.
+	BuildLastcall bool
+	// Setup runs once after the cluster is up and the images are loaded, before the tests (e.g. InstallLastcall).
+	Setup func(ctx context.Context, env *Env) error
 }
 
 // Main is a TestMain body: build images, bring the cluster up, load images, run the tests, and, unless
@@ -63,6 +70,14 @@ func Main(m *testing.M, opts Options) int {
 	ctx := context.Background()
 	logf("provider %s", p.Name())
 	if p.BuildsImages() && os.Getenv("E2E_SKIP_IMAGES") != "1" {
+		if opts.BuildLastcall {
+			t0 := time.Now()
+			if err := BuildLastcall(ctx, root); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: building lastcall:", err)
+				return 1
+			}
+			logf("lastcall binaries built (%.1fs)", time.Since(t0).Seconds())
+		}
 		for _, target := range opts.ImageTargets {
 			t0 := time.Now()
 			if _, err := run(ctx, os.Stderr, filepath.Join(root, "hack", "images.sh"), target); err != nil {
@@ -101,6 +116,15 @@ func Main(m *testing.M, opts Options) int {
 				}
 				logf("loaded %s (%.1fs)", img, time.Since(t1).Seconds())
 			}
+		}
+		if opts.Setup != nil {
+			t1 := time.Now()
+			if err := opts.Setup(ctx, env); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: setup:", err)
+				env.dumpCluster(ctx, "TestMain-setup")
+				return 1
+			}
+			logf("setup done (%.1fs)", time.Since(t1).Seconds())
 		}
 		current = env
 		code := m.Run()
