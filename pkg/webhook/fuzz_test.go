@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -40,7 +41,7 @@ func FuzzAdmission(f *testing.F) {
 				t.Fatalf("the handler panicked on %q", raw)
 			}
 		}
-		if len(resp.Patches) == 0 {
+		if len(resp.Patch) == 0 {
 			return
 		}
 		// The API server always sends a complete serialization (metadata included), so apply the patch to that.
@@ -49,7 +50,14 @@ func FuzzAdmission(f *testing.F) {
 			t.Fatalf("patched an object that is not a pod: %v", err)
 		}
 		complete, _ := json.Marshal(&in)
-		out := applyOps(t, complete, resp.Patches)
+		p, err := jsonpatch.DecodePatch(resp.Patch)
+		if err != nil {
+			t.Fatalf("invalid patch %s: %v", resp.Patch, err)
+		}
+		out, err := p.Apply(complete)
+		if err != nil {
+			t.Fatalf("patch %s does not apply: %v", resp.Patch, err)
+		}
 		var pod corev1.Pod
 		if err := json.Unmarshal(out, &pod); err != nil {
 			t.Fatalf("patched object is not a pod: %v", err)

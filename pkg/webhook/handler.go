@@ -134,7 +134,8 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 		}
 	}
 	log.V(1).Info("pod injected", "containers", res.Injected(), "grace", res.Grace.After, "warnings", len(warnings))
-	resp = admission.Patched("", patch...)
+	resp = admission.Allowed("")
+	resp.Patch, resp.PatchType = encodePatch(patch), &jsonPatchType
 	resp.Warnings = warnings
 	return resp
 }
@@ -176,7 +177,38 @@ func Patch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error
 	return ops, nil
 }
 
-var null = []byte("null")
+var (
+	null          = []byte("null")
+	jsonPatchType = admissionv1.PatchTypeJSONPatch
+)
+
+// encodePatch writes the operations as a JSONPatch document. Values are raw JSON from our own marshaling, so
+// they are copied as they are instead of being re-validated by encoding/json (a full rescan per value).
+func encodePatch(ops []jsonpatch.JsonPatchOperation) []byte {
+	buf := make([]byte, 0, 1024)
+	buf = append(buf, '[')
+	for i, op := range ops {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		path, _ := json.Marshal(op.Path)
+		buf = append(buf, `{"op":"`...)
+		buf = append(buf, op.Operation...)
+		buf = append(buf, `","path":`...)
+		buf = append(buf, path...)
+		if op.Value != nil {
+			buf = append(buf, `,"value":`...)
+			if raw, ok := op.Value.(json.RawMessage); ok {
+				buf = append(buf, raw...)
+			} else {
+				v, _ := json.Marshal(op.Value)
+				buf = append(buf, v...)
+			}
+		}
+		buf = append(buf, '}')
+	}
+	return append(buf, ']')
+}
 
 // mutableFields are the parts of a Pod the engine writes, with their JSON pointers.
 var mutableFields = []struct {
