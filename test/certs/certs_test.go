@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,14 +20,11 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/server"
+	"github.com/lastcall-dev/lastcall/internal/testenv"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/webhook"
 )
@@ -54,22 +50,14 @@ func fingerprint(pemBytes []byte) string {
 }
 
 func TestSelfManagedCertificatesSurviveRotation(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-apiserver")); err != nil {
-		if os.Getenv("LASTCALL_REQUIRE_REAL") == "1" {
-			t.Fatal("KUBEBUILDER_ASSETS has no kube-apiserver: run hack/build-k8s.sh (make deps)")
-		}
-		t.Skip("no kube-apiserver in KUBEBUILDER_ASSETS")
-	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	testenv.Check(t)
+	env := testenv.Environment()
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = v1alpha1.AddToScheme(scheme)
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	k8s, err := testenv.Client(env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +91,8 @@ func TestSelfManagedCertificatesSurviveRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	probe, _ := freePort(t)
-	metrics, _ := freePort(t)
+	probe, _ := testenv.FreeAddr()
+	metrics, _ := testenv.FreeAddr()
 	done := make(chan error, 1)
 	go func() {
 		done <- server.Run(ctx, cfg, server.Options{
@@ -116,24 +104,8 @@ func TestSelfManagedCertificatesSurviveRotation(t *testing.T) {
 			ServerCertValidity: time.Hour, RenewBefore: time.Hour - 3*time.Second, RotationCheck: time.Second,
 		}, logr.Discard())
 	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("server exited: %v", err)
-		default:
-		}
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("webhook not ready after 60s")
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := testenv.WaitReady(probe, done, 60*time.Second); err != nil {
+		t.Fatal(err)
 	}
 
 	var sec corev1.Secret

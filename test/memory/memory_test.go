@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,12 +25,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/testenv"
 )
 
 const (
@@ -46,12 +44,7 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 	if os.Getenv("LASTCALL_BENCH") != "1" {
 		t.Skip("set LASTCALL_BENCH=1 (make bench) to measure the webhook's memory")
 	}
-	if _, err := os.Stat(filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kube-apiserver")); err != nil {
-		if os.Getenv("LASTCALL_REQUIRE_REAL") == "1" {
-			t.Fatal("KUBEBUILDER_ASSETS has no kube-apiserver: run hack/build-k8s.sh (make deps)")
-		}
-		t.Skip("no kube-apiserver in KUBEBUILDER_ASSETS")
-	}
+	testenv.Check(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "lastcall-webhook")
 	// Built as the Makefile and the image build it.
@@ -61,17 +54,14 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
+	env := testenv.Environment()
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = v1alpha1.AddToScheme(scheme)
 	cfg.QPS, cfg.Burst = 5000, 5000
-	k8s, err := client.New(cfg, client.Options{Scheme: scheme})
+	k8s, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +95,9 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeCert(t, certDir)
-	probe, port, metrics := freeAddr(t), freePort(t), freeAddr(t)
+	probe, _ := testenv.FreeAddr()
+	metrics, _ := testenv.FreeAddr()
+	port := freePort(t)
 	cmd := exec.Command(bin, "--cert-mode=external", "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
 		"--health-probe-bind-address="+probe, "--metrics-bind-address="+metrics, "--config="+filepath.Join(dir, "none.yaml"))
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
@@ -116,19 +108,8 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhook not ready after 90s:\n%s", logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := testenv.WaitReady(probe, nil, 90*time.Second); err != nil {
+		t.Fatalf("%v:\n%s", err, logs.String())
 	}
 	// Let the informers' initial lists settle and the runtime return what it no longer uses.
 	time.Sleep(5 * time.Second)
@@ -194,17 +175,11 @@ func rssKiB(t *testing.T, pid int) int {
 	return 0
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(t *testing.T) int {
+	a, err := testenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freePort(t *testing.T) int {
-	a := freeAddr(t)
 	p, _ := strconv.Atoi(a[strings.LastIndexByte(a, ':')+1:])
 	return p
 }
