@@ -67,7 +67,7 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 	}
 	ctx := context.Background()
 	start := time.Now()
-	parallel(t, namespaces, func(i int) error {
+	parallel(t, nsCount(), func(i int) error {
 		// Labels and annotations like real namespaces carry; the webhook keeps only lastcall's.
 		return k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-" + strconv.Itoa(i),
 			Labels:      map[string]string{"lastcall.dev/inject": "enabled", "team": "t" + strconv.Itoa(i%50), "env": "prod"},
@@ -204,3 +204,11 @@ func writeCert(t *testing.T, dir string) {
 
 // lastApplied stands for the kubectl annotation most real namespaces carry (about 1 KiB).
 var lastApplied = strings.Repeat(`{"apiVersion":"v1","kind":"Namespace","metadata":{"labels":{"team":"x"}}}`, 14)
+
+// nsCount lets a developer measure the baseline (LASTCALL_MEM_NAMESPACES=0).
+func nsCount() int {
+	if v, err := strconv.Atoi(os.Getenv("LASTCALL_MEM_NAMESPACES")); err == nil {
+		return v
+	}
+	return namespaces
+}
