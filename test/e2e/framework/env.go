@@ -54,77 +54,86 @@ type Options struct {
 	Setup func(ctx context.Context, env *Env) error
 }
 
-// Main is a TestMain body: build images, bring the cluster up, load images, run the tests, and, unless
-// E2E_KEEP=1, bring it down and check that nothing was left behind (local provider). Returns the exit code.
-func Main(m *testing.M, opts Options) int {
+// Start prepares a cluster for a suite or a demo: build lastcall and the images (unless the provider does not
+// build images or E2E_SKIP_IMAGES=1), bring the cluster up, connect, load the images and run opts.Setup. On
+// error the cluster may be up; the caller decides whether to bring it down.
+func Start(ctx context.Context, opts Options) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
+		return nil, err
 	}
 	p, err := FromEnv(root)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
+		return nil, err
 	}
-	ctx := context.Background()
 	logf("provider %s", p.Name())
+	env := &Env{Provider: p, Root: root}
 	if p.BuildsImages() && os.Getenv("E2E_SKIP_IMAGES") != "1" {
 		if opts.BuildLastcall {
 			t0 := time.Now()
 			if err := BuildLastcall(ctx, root); err != nil {
-				fmt.Fprintln(os.Stderr, "e2e: building lastcall:", err)
-				return 1
+				return env, fmt.Errorf("building lastcall: %w", err)
 			}
 			logf("lastcall binaries built (%.1fs)", time.Since(t0).Seconds())
 		}
 		for _, target := range opts.ImageTargets {
 			t0 := time.Now()
 			if _, err := run(ctx, os.Stderr, filepath.Join(root, "hack", "images.sh"), target); err != nil {
-				fmt.Fprintln(os.Stderr, "e2e: building images:", err)
-				return 1
+				return env, fmt.Errorf("building images: %w", err)
 			}
 			logf("images %s ready (%.1fs)", target, time.Since(t0).Seconds())
 		}
 	}
-	env := &Env{Provider: p, Root: root}
+	t0 := time.Now()
+	upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := p.Up(upCtx); err != nil {
+		env.dumpCluster(ctx, "TestMain-up")
+		return env, fmt.Errorf("cluster up: %w", err)
+	}
+	logf("cluster up in %.1fs, kubeconfig %s", time.Since(t0).Seconds(), p.Kubeconfig())
+	if err := env.connect(ctx); err != nil {
+		env.dumpCluster(ctx, "TestMain-connect")
+		return env, err
+	}
+	if p.BuildsImages() {
+		for _, img := range opts.Images {
+			t1 := time.Now()
+			if err := p.LoadImage(ctx, ImageTar(root, img)); err != nil {
+				return env, fmt.Errorf("loading %s: %w", img, err)
+			}
+			logf("loaded %s (%.1fs)", img, time.Since(t1).Seconds())
+		}
+	}
+	if opts.Setup != nil {
+		t1 := time.Now()
+		if err := opts.Setup(ctx, env); err != nil {
+			env.dumpCluster(ctx, "TestMain-setup")
+			return env, fmt.Errorf("setup: %w", err)
+		}
+		logf("setup done (%.1fs)", time.Since(t1).Seconds())
+	}
+	return env, nil
+}
+
+// Main is a TestMain body: Start (build images, bring the cluster up, load images, setup), run the tests, and,
+// unless E2E_KEEP=1, bring it down and check that nothing was left behind (local provider). Returns the exit code.
+func Main(m *testing.M, opts Options) int {
+	ctx := context.Background()
 	var procs []Process
+	env, err := Start(ctx, opts)
+	if env == nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	p := env.Provider
 	code := func() int {
-		t0 := time.Now()
-		upCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		if err := p.Up(upCtx); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: cluster up:", err)
-			env.dumpCluster(ctx, "TestMain-up")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
 			return 1
 		}
-		logf("cluster up in %.1fs, kubeconfig %s", time.Since(t0).Seconds(), p.Kubeconfig())
 		if l, ok := p.(*Local); ok {
 			procs = l.Processes()
-		}
-		if err := env.connect(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e:", err)
-			env.dumpCluster(ctx, "TestMain-connect")
-			return 1
-		}
-		if p.BuildsImages() {
-			for _, img := range opts.Images {
-				t1 := time.Now()
-				if err := p.LoadImage(ctx, ImageTar(root, img)); err != nil {
-					fmt.Fprintln(os.Stderr, "e2e: loading", img+":", err)
-					return 1
-				}
-				logf("loaded %s (%.1fs)", img, time.Since(t1).Seconds())
-			}
-		}
-		if opts.Setup != nil {
-			t1 := time.Now()
-			if err := opts.Setup(ctx, env); err != nil {
-				fmt.Fprintln(os.Stderr, "e2e: setup:", err)
-				env.dumpCluster(ctx, "TestMain-setup")
-				return 1
-			}
-			logf("setup done (%.1fs)", time.Since(t1).Seconds())
 		}
 		current = env
 		code := m.Run()
@@ -161,6 +170,9 @@ func Main(m *testing.M, opts Options) int {
 	}
 	return code
 }
+
+// Logf prints a timestamped progress line on stderr, as the framework does.
+func Logf(format string, a ...any) { logf(format, a...) }
 
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "[e2e %s] %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))

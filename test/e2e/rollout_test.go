@@ -1,0 +1,67 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lastcall-dev/lastcall/test/e2e/framework"
+	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
+)
+
+// The headline scenario (DESIGN §9, issue 7): `kubectl rollout restart` of an nginx + php-fpm Deployment under
+// a load that follows the EndpointSlices with a 1 s propagation delay. The same manifests fail requests in a
+// namespace without lastcall and fail none in an opted-in one. Not parallel: the other tests' pods would
+// compete for the two cores during the measurement.
+func TestRolloutUnderLoad(t *testing.T) {
+	env := framework.Current(t)
+	if !env.Provider.PodNetworkReachable() {
+		t.Skip("the load goes to pod IPs: needs a provider whose pod network this host reaches (local)")
+	}
+	ctx := context.Background()
+	opts := scenario.RolloutOptions{
+		Replicas: 2,
+		Load:     scenario.LoadConfig{Clients: 4, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
+		Logf:     t.Logf,
+	}
+	var runs []*scenario.RolloutResult
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+	}{{"without", nil}, {"with", optedIn}} {
+		ns := env.Namespace(t, c.labels)
+		r, err := scenario.RunRollout(ctx, env, ns, opts)
+		if err != nil {
+			t.Fatalf("%s lastcall: %v", c.name, err)
+		}
+		for _, l := range r.FailureLines(20) {
+			t.Logf("%s lastcall: %s", c.name, l)
+		}
+		runs = append(runs, r)
+	}
+	t.Logf("\n%s", scenario.Table(runs...))
+	without, with := runs[0], runs[1]
+	for _, p := range without.Pods {
+		if isInjected(&p) {
+			t.Errorf("pod %s in the namespace without the label was injected", p.Name)
+		}
+	}
+	for _, p := range with.Pods {
+		if p.Annotations[annInjected] != "nginx=nginx,php=php-fpm" {
+			t.Errorf("pod %s in the opted-in namespace: %s = %q, want nginx=nginx,php=php-fpm", p.Name, annInjected, p.Annotations[annInjected])
+		}
+	}
+	if n := len(without.Failures()); n == 0 {
+		t.Errorf("without lastcall: 0 of %d requests failed; the scenario must show the problem it fixes", len(without.Records))
+	}
+	if n := len(with.Failures()); n != 0 {
+		t.Errorf("with lastcall: %d of %d requests failed, want 0", n, len(with.Records))
+	}
+	for _, r := range runs {
+		if len(r.Records) < 20 {
+			t.Errorf("only %d requests in the run of %s: too little load to prove anything", len(r.Records), r.Namespace)
+		}
+	}
+}
