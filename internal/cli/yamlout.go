@@ -42,7 +42,7 @@ func (w *yamlWriter) mapping(m map[string]any, indent int, inline bool) {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	sort.Slice(keys, func(i, j int) bool { return yamlKeyLess(keys[i], keys[j]) })
 	for i, k := range keys {
 		if w.bad {
 			return
@@ -59,6 +59,51 @@ func (w *yamlWriter) mapping(m map[string]any, indent int, inline bool) {
 		w.value(m[k], indent)
 	}
 }
+
+// yamlKeyLess is the YAML library's key order (go.yaml.in/yaml/v2 keyList.Less) for the ASCII keys
+// plainSafe admits: numbers inside keys compare by value ("a9" before "a10") and any other character before
+// a letter ("a_b" before "aB"), which byte order gets wrong.
+func yamlKeyLess(a, b string) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] == b[i] {
+			continue
+		}
+		al, bl := isLetter(a[i]), isLetter(b[i])
+		if al && bl {
+			return a[i] < b[i]
+		}
+		if al || bl {
+			return bl
+		}
+		var an, bn int64
+		if a[i] == '0' || b[i] == '0' {
+			for j := i - 1; j >= 0 && isDigit(a[j]); j-- {
+				if a[j] != '0' {
+					an, bn = 1, 1
+					break
+				}
+			}
+		}
+		ai, bi := i, i
+		for ; ai < len(a) && isDigit(a[ai]); ai++ {
+			an = an*10 + int64(a[ai]-'0')
+		}
+		for ; bi < len(b) && isDigit(b[bi]); bi++ {
+			bn = bn*10 + int64(b[bi]-'0')
+		}
+		if an != bn {
+			return an < bn
+		}
+		if ai != bi {
+			return ai < bi
+		}
+		return a[i] < b[i]
+	}
+	return len(a) < len(b)
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
 
 // value writes what follows "key:".
 func (w *yamlWriter) value(v any, indent int) {

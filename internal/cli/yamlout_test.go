@@ -66,3 +66,24 @@ func TestPlainSafe(t *testing.T) {
 		}
 	}
 }
+
+// Keys come out in the library's order, which is not byte order.
+func TestFastYAMLKeyOrder(t *testing.T) {
+	t.Parallel()
+	keys := []string{"a10", "a9", "a_b", "aB", "ab", "a", "x0", "x00", "x01", "x1", "v1.2", "v1.10", "b-c", "b.c", "b/c", "B", "Z", "k8s.io/x", "app.kubernetes.io/name", "app"}
+	m := map[string]any{}
+	for i, k := range keys {
+		m[k] = map[string]any{k: int64(i), "list": []any{k, map[string]any{"z": true, "a_": nil}}}
+	}
+	got, ok := fastYAML(m)
+	if !ok {
+		t.Fatal("fastYAML refused plain keys")
+	}
+	want, err := goyaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(string(want), string(got)); d != "" {
+		t.Errorf("(-library +fast):\n%s", d)
+	}
+}
