@@ -350,3 +350,52 @@ func TestInjectFromFileWithoutTrailingNewline(t *testing.T) {
 		t.Errorf("not idempotent:\n%s", cmp.Diff(out, again))
 	}
 }
+
+// Every supported kind has its template found and injected at the right place, and nothing else is added.
+func TestInjectEveryKind(t *testing.T) {
+	t.Parallel()
+	podSpec := "{containers: [{name: app, image: nginx:1.27}]}"
+	tmpl := "{metadata: {labels: {a: b}}, spec: " + podSpec + "}"
+	for _, tc := range []struct {
+		kind, apiVersion, spec string
+		path                   []string
+	}{
+		{"Pod", "v1", "", nil},
+		{"Deployment", "apps/v1", "spec: {template: " + tmpl + "}", []string{"spec", "template"}},
+		{"StatefulSet", "apps/v1", "spec: {template: " + tmpl + "}", []string{"spec", "template"}},
+		{"DaemonSet", "apps/v1", "spec: {template: " + tmpl + "}", []string{"spec", "template"}},
+		{"ReplicaSet", "apps/v1", "spec: {template: " + tmpl + "}", []string{"spec", "template"}},
+		{"ReplicationController", "v1", "spec: {template: " + tmpl + "}", []string{"spec", "template"}},
+		{"Job", "batch/v1", "spec: {template: " + tmpl + "}", []string{"spec", "template"}},
+		{"CronJob", "batch/v1", "spec: {schedule: '@daily', jobTemplate: {spec: {template: " + tmpl + "}}}", []string{"spec", "jobTemplate", "spec", "template"}},
+		{"PodTemplate", "v1", "template: " + tmpl, []string{"template"}},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			in := "apiVersion: " + tc.apiVersion + "\nkind: " + tc.kind + "\nmetadata: {name: x}\n"
+			if tc.path == nil {
+				in += "spec: " + podSpec + "\n"
+			} else {
+				in += tc.spec + "\n"
+			}
+			out, stderr, code := run(t, in, "inject")
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var obj map[string]any
+			mustYAML(t, []byte(out), &obj)
+			pod := obj
+			if tc.path != nil {
+				pod = dig(obj, tc.path...).(map[string]any)
+			}
+			if got := dig(pod, "metadata", "annotations").(map[string]any)[mutate.AnnotationInjected]; got != "app=nginx" {
+				t.Errorf("injected %v", got)
+			}
+			if g := dig(pod, "spec", "terminationGracePeriodSeconds"); g != float64(32) {
+				t.Errorf("grace %v, want 32", g)
+			}
+			if md := obj["metadata"].(map[string]any); len(md) != 1 && tc.path != nil {
+				t.Errorf("the object's own metadata changed: %v", md)
+			}
+		})
+	}
+}
