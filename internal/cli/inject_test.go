@@ -298,7 +298,7 @@ func TestExitCodes(t *testing.T) {
 		{"strict policy denies", "---\n" + good + "---\n" + badAnnotation, []string{"inject", "--policy", strictPolicy}, ExitFindings,
 			"lastcall: denied: document 2 Deployment/web: the webhook would refuse this pod: lastcall (strict mode): annotation lastcall.dev/drain-delay=\"forever\"", true},
 		{"unparsable YAML", good + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: [\n", []string{"inject"}, ExitBadInput,
-			"lastcall: error: document 2 (line 8): not valid YAML", false},
+			"lastcall: error: document 2 (line 8): not valid YAML: yaml: line 10: did not find expected node content", false},
 		{"wrong field type", good + "---\n" + strings.Replace(badAnnotation, "spec:\n      containers", "spec:\n      terminationGracePeriodSeconds: soon\n      containers", 1), []string{"inject"}, ExitBadInput,
 			"lastcall: error: document 2 Deployment/web (line 8): field spec.template.spec.terminationGracePeriodSeconds: got a JSON string, want int64", false},
 		{"every bad document is reported", "kind: Pod\nspec: {containers: 3}\n---\nkind: Job\nmetadata: {name: j}\nspec: {template: {spec: {containers: [{name: 1}]}}}\n", []string{"inject"}, ExitBadInput,

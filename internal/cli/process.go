@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -226,7 +227,7 @@ func decodeDocument(d *document) (map[string]any, error) {
 	}
 	var v any
 	if err := goyaml.Unmarshal(d.text, &v); err != nil {
-		return nil, fmt.Errorf("not valid YAML: %w", err)
+		return nil, fmt.Errorf("not valid YAML: %w", &fileLineError{err: err, offset: d.line - 1})
 	}
 	j, err := jsonable(v)
 	if err != nil {
@@ -235,6 +236,27 @@ func decodeDocument(d *document) (map[string]any, error) {
 	obj, _ := j.(map[string]any)
 	return obj, nil
 }
+
+// fileLineError moves the YAML library's "line N", counted from the document's first line, to the line in
+// the file, which is what an editor or a CI log annotation needs.
+type fileLineError struct {
+	err    error
+	offset int
+}
+
+var yamlLineRE = regexp.MustCompile(`\bline (\d+)\b`)
+
+func (e *fileLineError) Error() string {
+	return yamlLineRE.ReplaceAllStringFunc(e.err.Error(), func(m string) string {
+		n, err := strconv.Atoi(m[len("line "):])
+		if err != nil {
+			return m
+		}
+		return "line " + strconv.Itoa(n+e.offset)
+	})
+}
+
+func (e *fileLineError) Unwrap() error { return e.err }
 
 // jsonable turns what the YAML library decodes into JSON's data model, with the key conversions of
 // sigs.k8s.io/yaml (YAML 1.1 reads the key "on" as a bool; JSON has only string keys).
