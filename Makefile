@@ -70,8 +70,12 @@ e2e: deps images ## end-to-end suite on a real cluster (local by default; KIND=1
 test: deps lint verify-generate test-unit fuzz ## everything CI runs
 
 .PHONY: demo
-demo:
-	@echo "make demo: the rollout-under-load demo is not built yet (issue 7); 'make e2e' runs the cluster suite" >&2; exit 1
+demo: deps images ## rollout of nginx + php-fpm under load without and with lastcall, one table (local cluster left running)
+	go run -tags e2e ./test/e2e/demo
+
+.PHONY: demo-down
+demo-down: ## remove everything make demo created (local cluster: hack/cluster/local.sh down)
+	go run -tags e2e ./test/e2e/demo -down
 
 .PHONY: help
 help:

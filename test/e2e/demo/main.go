@@ -1,0 +1,234 @@
+//go:build e2e
+
+// Command demo is `make demo`: on the local cluster (or KIND=1 / E2E_KUBECONFIG like the e2e suite) it
+// installs lastcall with its Helm chart, runs the rollout-under-load scenario twice with the same manifests —
+// in a namespace without lastcall's opt-in label and in one with it — and prints the table, the injected
+// container spec and the rendered shutdown timeline. The cluster is left running; `make demo-down` (this
+// command with -down) removes everything.
+//
+//	go run -tags e2e ./test/e2e/demo [-down]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/lastcall-dev/lastcall/test/e2e/framework"
+	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
+)
+
+const (
+	nsWithout = "lastcall-demo-without"
+	nsWith    = "lastcall-demo-with"
+)
+
+func main() {
+	down := flag.Bool("down", false, "remove everything the demo created (the local cluster: hack/cluster/local.sh down)")
+	clients := flag.Int("clients", 4, "concurrent load clients")
+	propagation := flag.Duration("propagation", time.Second, "endpoint propagation delay of the load client")
+	flag.Parse()
+	ctx := context.Background()
+	var err error
+	if *down {
+		err = teardown(ctx)
+	} else {
+		err = demo(ctx, *clients, *propagation)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, a...))
+}
+
+func demo(ctx context.Context, clients int, propagation time.Duration) error {
+	t0 := time.Now()
+	step("cluster, images and lastcall (Helm chart charts/lastcall, self-managed certificates)")
+	env, err := framework.Start(ctx, framework.Options{
+		ImageTargets: []string{"base", "testapp", "lastcall"},
+		Images:       append([]string{framework.ImageDebianWeb, framework.ImageTestapp}, framework.LastcallImages()...),
+		Setup:        func(ctx context.Context, env *framework.Env) error { return env.InstallLastcall(ctx) },
+	})
+	if err != nil {
+		return err
+	}
+	ready := time.Since(t0)
+	opts := scenario.RolloutOptions{
+		Replicas:    2,
+		Propagation: propagation,
+		Load:        scenario.LoadConfig{Clients: clients, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
+	}
+	var runs []*scenario.RolloutResult
+	for _, c := range []struct {
+		ns     string
+		labels map[string]string
+		what   string
+	}{{nsWithout, nil, "WITHOUT lastcall (namespace not labelled)"}, {nsWith, map[string]string{framework.LabelInject: "enabled"}, "WITH lastcall (namespace labelled " + framework.LabelInject + "=enabled)"}} {
+		step("scenario 1 %s: nginx + php-fpm, 2 replicas, kubectl rollout restart under load", c.what)
+		if err := freshNamespace(ctx, env, c.ns, c.labels); err != nil {
+			return err
+		}
+		r, err := scenario.RunRollout(ctx, env, c.ns, opts)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.ns, err)
+		}
+		for _, l := range r.FailureLines(15) {
+			fmt.Fprintln(os.Stderr, "   ", l)
+		}
+		runs = append(runs, r)
+	}
+
+	var out strings.Builder
+	step("what lastcall injected (pod in %s, as stored by the apiserver)", nsWith)
+	if len(runs[1].Pods) > 0 {
+		out.WriteString(injectedSpec(&runs[1].Pods[0]))
+	}
+	fmt.Print(out.String())
+	step("the shutdown timeline lastcall rendered (lastcall explain on the same Deployment)")
+	fmt.Print(explain(env))
+
+	step("results (also in _output/demo/results.md)")
+	table := scenario.Table(runs...)
+	fmt.Print(table)
+	fmt.Printf("\nrequests: /slow?ms=1000..3000 through nginx -> php-fpm (FastCGI, unix socket), %d clients, fresh connection per request,\n"+
+		"never retried, sent only to the pod IPs the client learned from the EndpointSlices %v later.\n", clients, propagation)
+	dir := filepath.Join(env.Root, "_output", "demo")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "results.md"), []byte(table), 0o644)
+	fmt.Printf("\ndemo done in %.0fs (cluster and lastcall ready after %.0fs).\n", time.Since(t0).Seconds(), ready.Seconds())
+	fmt.Printf("The cluster is still running: export KUBECONFIG=%s\n", env.Provider.Kubeconfig())
+	fmt.Printf("Remove everything with: make demo-down\n")
+	if f := len(runs[0].Failures()); f == 0 {
+		fmt.Println("note: the run without lastcall failed no request this time (try again, or more -clients)")
+	}
+	if f := len(runs[1].Failures()); f != 0 {
+		return fmt.Errorf("with lastcall %d requests failed", f)
+	}
+	return nil
+}
+
+// freshNamespace deletes ns if a previous demo left it, then creates it with labels.
+func freshNamespace(ctx context.Context, env *framework.Env, ns string, labels map[string]string) error {
+	err := env.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if err == nil {
+		framework.Logf("deleting %s left by an earlier demo", ns)
+		if err := framework.WaitFor(ctx, 3*time.Minute, "namespace "+ns+" deleted", func(ctx context.Context) (bool, error) {
+			_, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		}); err != nil {
+			return err
+		}
+	}
+	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	return framework.WaitFor(ctx, 30*time.Second, "default ServiceAccount in "+ns, func(ctx context.Context) (bool, error) {
+		_, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+}
+
+// injectedSpec shows what lastcall added to the pod: annotations, grace period, init containers, lifecycles.
+func injectedSpec(p *corev1.Pod) string {
+	type container struct {
+		Name         string                  `json:"name"`
+		Image        string                  `json:"image,omitempty"`
+		Command      []string                `json:"command,omitempty"`
+		Lifecycle    *corev1.Lifecycle       `json:"lifecycle,omitempty"`
+		VolumeMounts []corev1.VolumeMount    `json:"volumeMounts,omitempty"`
+		Security     *corev1.SecurityContext `json:"securityContext,omitempty"`
+	}
+	view := struct {
+		Annotations                   map[string]string `json:"annotations"`
+		TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds"`
+		InitContainers                []container       `json:"initContainers"`
+		Containers                    []container       `json:"containers"`
+	}{TerminationGracePeriodSeconds: p.Spec.TerminationGracePeriodSeconds, Annotations: map[string]string{}}
+	for k, v := range p.Annotations {
+		if strings.HasPrefix(k, "lastcall.dev/") {
+			view.Annotations[k] = v
+		}
+	}
+	for _, c := range p.Spec.InitContainers {
+		view.InitContainers = append(view.InitContainers, container{c.Name, c.Image, c.Command, c.Lifecycle, c.VolumeMounts, c.SecurityContext})
+	}
+	for _, c := range p.Spec.Containers {
+		view.Containers = append(view.Containers, container{Name: c.Name, Lifecycle: c.Lifecycle})
+	}
+	b, err := yaml.Marshal(view)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+// explain runs the lastcall CLI (bin/lastcall, from make build) on the demo Deployment.
+func explain(env *framework.Env) string {
+	bin := filepath.Join(env.Root, "bin", "lastcall")
+	if _, err := os.Stat(bin); err != nil {
+		return "(bin/lastcall not built: run make build)\n"
+	}
+	_, d, _ := scenario.WebAppObjects(2, "20s")
+	d.APIVersion, d.Kind = "apps/v1", "Deployment"
+	d.Namespace = nsWith
+	b, err := yaml.Marshal(d)
+	if err != nil {
+		return err.Error()
+	}
+	cmd := exec.Command(bin, "explain", "-f", "-")
+	cmd.Stdin = strings.NewReader(string(b))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("lastcall explain: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// teardown removes what the demo created: the whole local cluster, or on kind / an existing cluster the demo
+// namespaces and the lastcall release.
+func teardown(ctx context.Context) error {
+	root, err := framework.RepoRoot()
+	if err != nil {
+		return err
+	}
+	p, err := framework.FromEnv(root)
+	if err != nil {
+		return err
+	}
+	if _, ok := p.(*framework.Local); ok {
+		step("stopping the local cluster and removing everything it created (hack/cluster/local.sh down)")
+		return p.Down(ctx)
+	}
+	if err := p.Up(ctx); err != nil {
+		return err
+	}
+	env := &framework.Env{Provider: p, Root: root}
+	for _, ns := range []string{nsWithout, nsWith} {
+		if out, err := env.Kubectl(ctx, "delete", "namespace", ns, "--ignore-not-found", "--wait=true"); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+	}
+	out, err := env.Helm(ctx, "uninstall", framework.LastcallRelease, "-n", framework.LastcallNamespace, "--ignore-not-found", "--wait")
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	_, err = env.Kubectl(ctx, "delete", "namespace", framework.LastcallNamespace, "--ignore-not-found")
+	return err
+}
