@@ -65,3 +65,36 @@ func TestRolloutUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// Issue 7, scenario 2: the same app scaled down from 3 replicas to 1 under load.
+func TestScaleDownUnderLoad(t *testing.T) {
+	env := framework.Current(t)
+	if !env.Provider.PodNetworkReachable() {
+		t.Skip("the load goes to pod IPs: needs a provider whose pod network this host reaches (local)")
+	}
+	ctx := context.Background()
+	opts := scenario.RolloutOptions{
+		Replicas: 3,
+		ScaleTo:  1,
+		Load:     scenario.LoadConfig{Clients: 6, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
+		Logf:     t.Logf,
+	}
+	var runs []*scenario.RolloutResult
+	for _, labels := range []map[string]string{nil, optedIn} {
+		r, err := scenario.RunRollout(ctx, env, env.Namespace(t, labels), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range r.FailureLines(20) {
+			t.Logf("%s: %s", r.Namespace, l)
+		}
+		runs = append(runs, r)
+	}
+	t.Logf("\n%s", scenario.Table(runs...))
+	if n := len(runs[0].Failures()); n == 0 {
+		t.Errorf("without lastcall: 0 of %d requests failed; the scenario must show the problem it fixes", len(runs[0].Records))
+	}
+	if n := len(runs[1].Failures()); n != 0 {
+		t.Errorf("with lastcall: %d of %d requests failed, want 0", n, len(runs[1].Records))
+	}
+}

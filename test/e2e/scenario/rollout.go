@@ -18,9 +18,11 @@ import (
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
 )
 
-// RolloutOptions configure scenario 1: `kubectl rollout restart` of the nginx + php-fpm Deployment under load.
+// RolloutOptions configure scenario 1 (`kubectl rollout restart` of the nginx + php-fpm Deployment under load)
+// and scenario 2 (the same with `kubectl scale` down).
 type RolloutOptions struct {
 	Replicas              int32         // 2
+	ScaleTo               int32         // > 0: scale down to this many replicas instead of a rollout restart
 	ProcessControlTimeout string        // php-fpm's process_control_timeout ("20s")
 	Propagation           time.Duration // endpoint propagation delay of the client (1 s)
 	WarmUp, Tail          time.Duration // load before the restart (3 s) and after the rollout completed (2 s)
@@ -33,7 +35,7 @@ type RolloutResult struct {
 	Namespace string
 	Lastcall  bool // the namespace was opted in
 	Records   []Record
-	Rollout   time.Duration // from `kubectl rollout restart` until only new pods are left
+	Rollout   time.Duration // from `kubectl rollout restart` (or scale) until only the wanted pods are left
 	Restart   time.Time
 	Pods      []corev1.Pod // the pods after the rollout (as stored: injected or not)
 	Changes   []Change     // the client's endpoint updates
@@ -96,15 +98,19 @@ func RunRollout(ctx context.Context, env *framework.Env, ns string, o RolloutOpt
 	load := StartLoad(ctx, f, o.Load)
 	time.Sleep(o.WarmUp)
 	res.Restart = time.Now()
-	if _, err := env.Kubectl(ctx, "rollout", "restart", "-n", ns, "deployment/"+WebApp); err != nil {
+	action, want := []string{"rollout", "restart", "-n", ns, "deployment/" + WebApp}, o.Replicas
+	if o.ScaleTo > 0 {
+		action, want = []string{"scale", "-n", ns, "deployment/" + WebApp, fmt.Sprintf("--replicas=%d", o.ScaleTo)}, o.ScaleTo
+	}
+	if _, err := env.Kubectl(ctx, action...); err != nil {
 		load.Stop()
 		return nil, err
 	}
-	o.Logf("%s: kubectl rollout restart deployment/%s", ns, WebApp)
-	err = waitRolledOut(ctx, env, ns, o.Replicas, 5*time.Minute)
+	o.Logf("%s: kubectl %s", ns, strings.Join(action, " "))
+	err = waitRolledOut(ctx, env, ns, want, 5*time.Minute)
 	res.Rollout = time.Since(res.Restart)
 	if err == nil {
-		o.Logf("%s: rollout done in %.1fs (only new pods left)", ns, res.Rollout.Seconds())
+		o.Logf("%s: done in %.1fs (%d pods left, no old or terminating one)", ns, res.Rollout.Seconds(), want)
 		time.Sleep(o.Tail)
 	}
 	recs, lerr := load.Stop()
