@@ -98,3 +98,42 @@ func TestScaleDownUnderLoad(t *testing.T) {
 		t.Errorf("with lastcall: %d of %d requests failed, want 0", n, len(runs[1].Records))
 	}
 }
+
+// Issue 7, scenario 3: nginx alone (the nginx profile only) in front of a slow upstream in another pod, rollout
+// restart under load.
+func TestNginxProxyRolloutUnderLoad(t *testing.T) {
+	env := framework.Current(t)
+	if !env.Provider.PodNetworkReachable() {
+		t.Skip("the load goes to pod IPs: needs a provider whose pod network this host reaches (local)")
+	}
+	ctx := context.Background()
+	opts := scenario.RolloutOptions{
+		Replicas: 2,
+		Deploy:   scenario.DeployNginxProxy,
+		Load:     scenario.LoadConfig{Clients: 4, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
+		Logf:     t.Logf,
+	}
+	var runs []*scenario.RolloutResult
+	for _, labels := range []map[string]string{nil, optedIn} {
+		r, err := scenario.RunRollout(ctx, env, env.Namespace(t, labels), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range r.FailureLines(20) {
+			t.Logf("%s: %s", r.Namespace, l)
+		}
+		runs = append(runs, r)
+	}
+	t.Logf("\n%s", scenario.Table(runs...))
+	for _, p := range runs[1].Pods {
+		if p.Annotations[annInjected] != "nginx=nginx" {
+			t.Errorf("pod %s: %s = %q, want nginx=nginx", p.Name, annInjected, p.Annotations[annInjected])
+		}
+	}
+	if n := len(runs[0].Failures()); n == 0 {
+		t.Errorf("without lastcall: 0 of %d requests failed; the scenario must show the problem it fixes", len(runs[0].Records))
+	}
+	if n := len(runs[1].Failures()); n != 0 {
+		t.Errorf("with lastcall: %d of %d requests failed, want 0", n, len(runs[1].Records))
+	}
+}

@@ -21,8 +21,10 @@ import (
 // RolloutOptions configure scenario 1 (`kubectl rollout restart` of the nginx + php-fpm Deployment under load)
 // and scenario 2 (the same with `kubectl scale` down).
 type RolloutOptions struct {
-	Replicas              int32         // 2
-	ScaleTo               int32         // > 0: scale down to this many replicas instead of a rollout restart
+	Replicas int32 // 2
+	ScaleTo  int32 // > 0: scale down to this many replicas instead of a rollout restart
+	// Deploy creates the app "web" (Deployment, Service, ConfigMap) in ns; nil: nginx + php-fpm (WebAppObjects).
+	Deploy                func(ctx context.Context, env *framework.Env, ns string, replicas int32) error
 	ProcessControlTimeout string        // php-fpm's process_control_timeout ("20s")
 	Propagation           time.Duration // endpoint propagation delay of the client (1 s)
 	WarmUp, Tail          time.Duration // load before the restart (3 s) and after the rollout completed (2 s)
@@ -73,14 +75,20 @@ func RunRollout(ctx context.Context, env *framework.Env, ns string, o RolloutOpt
 		return nil, err
 	}
 	res := &RolloutResult{Namespace: ns, Lastcall: ns0.Labels[framework.LabelInject] == "enabled"}
-	cm, d, svc := WebAppObjects(o.Replicas, o.ProcessControlTimeout)
-	if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		return nil, err
+	if o.Deploy == nil {
+		o.Deploy = func(ctx context.Context, env *framework.Env, ns string, replicas int32) error {
+			cm, d, svc := WebAppObjects(replicas, o.ProcessControlTimeout)
+			if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			if _, err := env.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+			_, err := env.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+			return err
+		}
 	}
-	if _, err := env.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		return nil, err
-	}
-	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+	if err := o.Deploy(ctx, env, ns, o.Replicas); err != nil {
 		return nil, err
 	}
 	if err := waitRolledOut(ctx, env, ns, o.Replicas, 3*time.Minute); err != nil {
