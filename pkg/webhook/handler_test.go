@@ -279,3 +279,36 @@ func TestUnknownFieldsKept(t *testing.T) {
 }
 
 func podKind() metav1.GroupVersionKind { return metav1.GroupVersionKind{Version: "v1", Kind: "Pod"} }
+
+// The shim's init container goes first; a user's init container must keep its own unknown fields rather than
+// have them rewritten onto the shim (a positional diff would do that).
+func TestUnknownFieldsStayOnTheirInitContainer(t *testing.T) {
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},"spec":{
+"initContainers":[{"name":"migrate","image":"migrate:1","futureField":"keep-me"}],
+"containers":[{"name":"web","image":"nginx:1.27"}],
+"volumes":[{"name":"data","emptyDir":{},"futureVolumeField":1}]}}`
+	r := post(t, newServer(t, defaultHandler(prometheus.NewRegistry())), review(admissionv1.Create, "Pod", []byte(pod), nil))
+	out := applyPatch(t, []byte(pod), r)
+	var m struct {
+		Spec struct {
+			InitContainers []map[string]any `json:"initContainers"`
+			Volumes        []map[string]any `json:"volumes"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	inits := m.Spec.InitContainers
+	if len(inits) != 2 || inits[0]["name"] != "lastcall-shim" || inits[1]["name"] != "migrate" {
+		t.Fatalf("init containers: %v", inits)
+	}
+	if inits[1]["futureField"] != "keep-me" || inits[0]["futureField"] != nil {
+		t.Fatalf("futureField moved: shim=%v migrate=%v", inits[0]["futureField"], inits[1]["futureField"])
+	}
+	if inits[1]["image"] != "migrate:1" {
+		t.Fatalf("user init container changed: %v", inits[1])
+	}
+	if v := m.Spec.Volumes; len(v) != 2 || v[0]["futureVolumeField"] == nil {
+		t.Fatalf("volumes: %v", v)
+	}
+}

@@ -65,6 +65,11 @@ func diffJSON(path string, a, b []byte, ops []jsonpatch.JsonPatchOperation) ([]j
 		if err := json.Unmarshal(b, &bs); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		if len(as) != len(bs) {
+			if out, ok, err := diffByName(path, as, bs, ops); ok || err != nil {
+				return out, err
+			}
+		}
 		var err error
 		n := min(len(as), len(bs))
 		for i := 0; i < n; i++ {
@@ -91,4 +96,75 @@ func escapePointer(k string) string {
 		return k
 	}
 	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
+
+// diffByName handles lists of named objects (containers, volumes) that grew or shrank: it matches elements by
+// name, so an element inserted in front (the shim's init container goes first) is an insertion, and each user
+// element is diffed against itself. A positional diff would instead rewrite the user's first init container into
+// the shim field by field, carrying fields our API types do not know onto the wrong container. ok is false when
+// the lists are not uniquely named or the order of the kept elements changed; the caller then diffs by position.
+func diffByName(path string, as, bs []json.RawMessage, ops []jsonpatch.JsonPatchOperation) ([]jsonpatch.JsonPatchOperation, bool, error) {
+	an, ok := names(as)
+	if !ok {
+		return ops, false, nil
+	}
+	bn, ok := names(bs)
+	if !ok {
+		return ops, false, nil
+	}
+	inB := make(map[string]bool, len(bn))
+	for _, n := range bn {
+		inB[n] = true
+	}
+	// Removals first (from the end), then the kept elements must appear in b in the same order.
+	var kept []int
+	for i := len(an) - 1; i >= 0; i-- {
+		if !inB[an[i]] {
+			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
+		}
+	}
+	for i := range an {
+		if inB[an[i]] {
+			kept = append(kept, i)
+		}
+	}
+	k := 0
+	var err error
+	for j := range bs {
+		p := path + "/" + strconv.Itoa(j)
+		if k < len(kept) && an[kept[k]] == bn[j] {
+			if ops, err = diffJSON(p, as[kept[k]], bs[j], ops); err != nil {
+				return nil, true, err
+			}
+			k++
+			continue
+		}
+		for _, i := range kept[k:] {
+			if an[i] == bn[j] { // a kept element moved: not an insertion-only change
+				return nil, false, nil
+			}
+		}
+		ops = append(ops, jsonpatch.NewOperation("add", p, bs[j]))
+	}
+	if k != len(kept) {
+		return nil, false, nil
+	}
+	return ops, true, nil
+}
+
+// names returns the "name" of every element, or ok=false unless all are objects with distinct names.
+func names(list []json.RawMessage) ([]string, bool) {
+	out := make([]string, len(list))
+	seen := make(map[string]bool, len(list))
+	for i, raw := range list {
+		var v struct {
+			Name *string `json:"name"`
+		}
+		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &v) != nil || v.Name == nil || seen[*v.Name] {
+			return nil, false
+		}
+		seen[*v.Name] = true
+		out[i] = *v.Name
+	}
+	return out, true
 }
