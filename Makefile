@@ -67,7 +67,7 @@ e2e: deps images ## end-to-end suite on a real cluster (local by default; KIND=1
 	go test -count=1 -tags e2e -timeout 30m -v ./test/e2e/...
 
 .PHONY: test
-test: deps lint verify-generate test-unit fuzz ## everything CI runs
+test: deps lint verify-generate test-unit fuzz e2e ## everything CI runs
 
 .PHONY: demo
 demo: deps images ## rollout of nginx + php-fpm under load without and with lastcall, one table (local cluster left running)
