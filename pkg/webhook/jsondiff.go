@@ -157,14 +157,36 @@ func names(list []json.RawMessage) ([]string, bool) {
 	out := make([]string, len(list))
 	seen := make(map[string]bool, len(list))
 	for i, raw := range list {
-		var v struct {
-			Name *string `json:"name"`
+		name, ok := leadingName(raw)
+		if !ok {
+			var v struct {
+				Name *string `json:"name"`
+			}
+			if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &v) != nil || v.Name == nil {
+				return nil, false
+			}
+			name = *v.Name
 		}
-		if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &v) != nil || v.Name == nil || seen[*v.Name] {
+		if seen[name] {
 			return nil, false
 		}
-		seen[*v.Name] = true
-		out[i] = *v.Name
+		seen[name] = true
+		out[i] = name
 	}
 	return out, true
+}
+
+// leadingName reads the name of an element encoding/json wrote from a Container or Volume: Name is their first
+// field, so the text starts with {"name":"...". Names are DNS labels; anything escaped takes the slow path.
+func leadingName(raw []byte) (string, bool) {
+	const prefix = `{"name":"`
+	if !bytes.HasPrefix(raw, []byte(prefix)) {
+		return "", false
+	}
+	rest := raw[len(prefix):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:end]), true
 }
