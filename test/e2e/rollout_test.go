@@ -11,28 +11,21 @@ import (
 	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
 )
 
-// The headline scenario (DESIGN §9, issue 7): `kubectl rollout restart` of an nginx + php-fpm Deployment under
-// a load that follows the EndpointSlices with a 1 s propagation delay. The same manifests fail requests in a
-// namespace without lastcall and fail none in an opted-in one. Not parallel: the other tests' pods would
-// compete for the two cores during the measurement.
-func TestRolloutUnderLoad(t *testing.T) {
-	env := framework.Current(t)
+// compareRollout runs the same rollout in a namespace without the opt-in label and in an opted-in one, logs
+// every failure and the table, and asserts the point of lastcall: some requests fail without it, none with it,
+// and there was enough load for that to mean something. It returns the runs (without, with).
+func compareRollout(t *testing.T, env *framework.Env, opts scenario.RolloutOptions) (without, with *scenario.RolloutResult) {
+	t.Helper()
 	if !env.Provider.PodNetworkReachable() {
 		t.Skip("the load goes to pod IPs: needs a provider whose pod network this host reaches (local)")
 	}
-	ctx := context.Background()
-	opts := scenario.RolloutOptions{
-		Replicas: 2,
-		Load:     scenario.LoadConfig{Clients: 4, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
-		Logf:     t.Logf,
-	}
+	opts.Logf = t.Logf
 	var runs []*scenario.RolloutResult
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
 	}{{"without", nil}, {"with", optedIn}} {
-		ns := env.Namespace(t, c.labels)
-		r, err := scenario.RunRollout(ctx, env, ns, opts)
+		r, err := scenario.RunRollout(context.Background(), env, env.Namespace(t, c.labels), opts)
 		if err != nil {
 			t.Fatalf("%s lastcall: %v", c.name, err)
 		}
@@ -42,15 +35,10 @@ func TestRolloutUnderLoad(t *testing.T) {
 		runs = append(runs, r)
 	}
 	t.Logf("\n%s", scenario.Table(runs...))
-	without, with := runs[0], runs[1]
+	without, with = runs[0], runs[1]
 	for _, p := range without.Pods {
 		if isInjected(&p) {
 			t.Errorf("pod %s in the namespace without the label was injected", p.Name)
-		}
-	}
-	for _, p := range with.Pods {
-		if p.Annotations[annInjected] != "nginx=nginx,php=php-fpm" {
-			t.Errorf("pod %s in the opted-in namespace: %s = %q, want nginx=nginx,php=php-fpm", p.Name, annInjected, p.Annotations[annInjected])
 		}
 	}
 	if n := len(without.Failures()); n == 0 {
@@ -64,76 +52,46 @@ func TestRolloutUnderLoad(t *testing.T) {
 			t.Errorf("only %d requests in the run of %s: too little load to prove anything", len(r.Records), r.Namespace)
 		}
 	}
+	return without, with
+}
+
+func wantInjected(t *testing.T, r *scenario.RolloutResult, want string) {
+	t.Helper()
+	for _, p := range r.Pods {
+		if p.Annotations[annInjected] != want {
+			t.Errorf("pod %s in the opted-in namespace: %s = %q, want %s", p.Name, annInjected, p.Annotations[annInjected], want)
+		}
+	}
+}
+
+// The headline scenario (DESIGN §9, issue 7): `kubectl rollout restart` of an nginx + php-fpm Deployment under
+// a load that follows the EndpointSlices with a 1 s propagation delay. The same manifests fail requests in a
+// namespace without lastcall and fail none in an opted-in one. Not parallel: the other tests' pods would
+// compete for the two cores during the measurement.
+func TestRolloutUnderLoad(t *testing.T) {
+	_, with := compareRollout(t, framework.Current(t), scenario.RolloutOptions{
+		Replicas: 2,
+		Load:     scenario.LoadConfig{Clients: 4, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
+	})
+	wantInjected(t, with, "nginx=nginx,php=php-fpm")
 }
 
 // Issue 7, scenario 2: the same app scaled down from 3 replicas to 1 under load.
 func TestScaleDownUnderLoad(t *testing.T) {
-	env := framework.Current(t)
-	if !env.Provider.PodNetworkReachable() {
-		t.Skip("the load goes to pod IPs: needs a provider whose pod network this host reaches (local)")
-	}
-	ctx := context.Background()
-	opts := scenario.RolloutOptions{
+	compareRollout(t, framework.Current(t), scenario.RolloutOptions{
 		Replicas: 3,
 		ScaleTo:  1,
 		Load:     scenario.LoadConfig{Clients: 6, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
-		Logf:     t.Logf,
-	}
-	var runs []*scenario.RolloutResult
-	for _, labels := range []map[string]string{nil, optedIn} {
-		r, err := scenario.RunRollout(ctx, env, env.Namespace(t, labels), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range r.FailureLines(20) {
-			t.Logf("%s: %s", r.Namespace, l)
-		}
-		runs = append(runs, r)
-	}
-	t.Logf("\n%s", scenario.Table(runs...))
-	if n := len(runs[0].Failures()); n == 0 {
-		t.Errorf("without lastcall: 0 of %d requests failed; the scenario must show the problem it fixes", len(runs[0].Records))
-	}
-	if n := len(runs[1].Failures()); n != 0 {
-		t.Errorf("with lastcall: %d of %d requests failed, want 0", n, len(runs[1].Records))
-	}
+	})
 }
 
 // Issue 7, scenario 3: nginx alone (the nginx profile only) in front of a slow upstream in another pod, rollout
 // restart under load.
 func TestNginxProxyRolloutUnderLoad(t *testing.T) {
-	env := framework.Current(t)
-	if !env.Provider.PodNetworkReachable() {
-		t.Skip("the load goes to pod IPs: needs a provider whose pod network this host reaches (local)")
-	}
-	ctx := context.Background()
-	opts := scenario.RolloutOptions{
+	_, with := compareRollout(t, framework.Current(t), scenario.RolloutOptions{
 		Replicas: 2,
 		Deploy:   scenario.DeployNginxProxy,
 		Load:     scenario.LoadConfig{Clients: 4, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
-		Logf:     t.Logf,
-	}
-	var runs []*scenario.RolloutResult
-	for _, labels := range []map[string]string{nil, optedIn} {
-		r, err := scenario.RunRollout(ctx, env, env.Namespace(t, labels), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range r.FailureLines(20) {
-			t.Logf("%s: %s", r.Namespace, l)
-		}
-		runs = append(runs, r)
-	}
-	t.Logf("\n%s", scenario.Table(runs...))
-	for _, p := range runs[1].Pods {
-		if p.Annotations[annInjected] != "nginx=nginx" {
-			t.Errorf("pod %s: %s = %q, want nginx=nginx", p.Name, annInjected, p.Annotations[annInjected])
-		}
-	}
-	if n := len(runs[0].Failures()); n == 0 {
-		t.Errorf("without lastcall: 0 of %d requests failed; the scenario must show the problem it fixes", len(runs[0].Records))
-	}
-	if n := len(runs[1].Failures()); n != 0 {
-		t.Errorf("with lastcall: %d of %d requests failed, want 0", n, len(runs[1].Records))
-	}
+	})
+	wantInjected(t, with, "nginx=nginx")
 }
