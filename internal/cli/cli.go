@@ -293,6 +293,23 @@ func loadCatalog(path string) (*profiles.Catalog, error) {
 }
 
 // readInput reads -f (a file, or stdin for "-").
+// inject is what inject and explain share: build the injector from the flags, read the input, run it.
+func (f *inputFlags) inject(stdin io.Reader) (*Injector, *Output, error) {
+	in, err := f.setup()
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := readInput(f.file, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := in.Inject(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in, out, nil
+}
+
 func readInput(file string, stdin io.Reader) ([]byte, error) {
 	if file == "-" || file == "" {
 		data, err := io.ReadAll(stdin)

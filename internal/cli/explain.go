@@ -209,15 +209,7 @@ func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if format != "text" && format != "json" {
 		return badInput(stderr, fmt.Errorf("-o %q: must be text or json", format))
 	}
-	in, err := f.setup()
-	if err != nil {
-		return badInput(stderr, err)
-	}
-	data, err := readInput(f.file, stdin)
-	if err != nil {
-		return badInput(stderr, err)
-	}
-	out, err := in.Inject(data)
+	in, out, err := f.inject(stdin)
 	if err != nil {
 		return badInput(stderr, err)
 	}

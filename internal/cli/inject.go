@@ -84,15 +84,7 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(rest) > 0 {
 		return badInput(stderr, fmt.Errorf("inject: unexpected argument %q (use -f FILE)", rest[0]))
 	}
-	in, err := f.setup()
-	if err != nil {
-		return badInput(stderr, err)
-	}
-	data, err := readInput(f.file, stdin)
-	if err != nil {
-		return badInput(stderr, err)
-	}
-	out, err := in.Inject(data)
+	_, out, err := f.inject(stdin)
 	if err != nil {
 		// Nothing goes to stdout: half a manifest piped into kubectl apply is worse than none.
 		return badInput(stderr, err)
