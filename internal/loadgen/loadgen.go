@@ -56,12 +56,13 @@ type Config struct {
 
 // Result is one request.
 type Result struct {
-	Client     int
-	Start, End time.Time
-	Kind       Kind
-	Status     int    // HTTP status when a response was read
-	Reused     bool   // sent on a kept-alive connection
-	Err        string // the error text for failures
+	Client int       `json:"client"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Kind   Kind      `json:"kind"`
+	Status int       `json:"status,omitempty"` // HTTP status when a response was read
+	Reused bool      `json:"reused,omitempty"` // sent on a kept-alive connection
+	Err    string    `json:"err,omitempty"`    // the error text for failures
 }
 
 // Report holds every request of a run, ordered by start time.
@@ -228,52 +229,76 @@ type client struct {
 	id   int
 	cfg  *Config
 	addr string
-	conn net.Conn
-	br   *bufio.Reader
+	conn conn
 }
 
-func (cl *client) close() {
-	if cl.conn != nil {
-		cl.conn.Close()
-		cl.conn, cl.br = nil, nil
-	}
-}
+func (cl *client) close() { cl.conn.close() }
 
 // do performs one request and never retries: a failure on a reused connection is recorded as such.
 func (cl *client) do(ctx context.Context) Result {
-	res := Result{Client: cl.id, Start: time.Now()}
+	res := cl.conn.roundTrip(ctx, request{addr: cl.addr, path: cl.cfg.Path, host: cl.cfg.Host, keepAlive: cl.cfg.KeepAlive, timeout: cl.cfg.Timeout})
+	res.Client = cl.id
+	return res
+}
+
+// request is one GET to addr.
+type request struct {
+	addr, path, host string
+	keepAlive        bool // ask to keep the connection; false sends Connection: close
+	timeout          time.Duration
+}
+
+// conn is at most one raw HTTP/1.1 connection to one address, kept between requests when both sides agree.
+type conn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (c *conn) open() bool { return c.c != nil }
+
+func (c *conn) close() {
+	if c.c != nil {
+		c.c.Close()
+		c.c, c.br = nil, nil
+	}
+}
+
+// roundTrip sends r on the open connection (Result.Reused) or a new one, reads the whole response and never
+// retries. The connection stays open only when the request succeeded and both sides keep it alive.
+func (c *conn) roundTrip(ctx context.Context, r request) Result {
+	res := Result{Start: time.Now()}
 	finish := func(k Kind, err error) Result {
 		res.End, res.Kind = time.Now(), k
 		if err != nil {
 			res.Err = err.Error()
 		}
 		if k != OK {
-			cl.close()
+			c.close()
 		}
 		return res
 	}
-	deadline := res.Start.Add(cl.cfg.Timeout)
-	if cl.conn == nil {
+	deadline := res.Start.Add(r.timeout)
+	if c.c == nil {
 		d := net.Dialer{Deadline: deadline}
-		conn, err := d.DialContext(ctx, "tcp", cl.addr)
+		nc, err := d.DialContext(ctx, "tcp", r.addr)
 		if err != nil {
 			return finish(classify(err), err)
 		}
-		cl.conn, cl.br = conn, bufio.NewReader(conn)
+		c.c, c.br = nc, bufio.NewReader(nc)
 	} else {
 		res.Reused = true
 	}
-	if err := cl.conn.SetDeadline(deadline); err != nil {
+	if err := c.c.SetDeadline(deadline); err != nil {
 		return finish(Other, err)
 	}
-	req := "GET " + cl.cfg.Path + " HTTP/1.1\r\nHost: " + cl.cfg.Host + "\r\nUser-Agent: lastcall-loadgen\r\n"
-	if !cl.cfg.KeepAlive {
+	req := "GET " + r.path + " HTTP/1.1\r\nHost: " + r.host + "\r\nUser-Agent: lastcall-loadgen\r\n"
+	if !r.keepAlive {
 		req += "Connection: close\r\n"
 	}
-	if _, err := io.WriteString(cl.conn, req+"\r\n"); err != nil {
+	if _, err := io.WriteString(c.c, req+"\r\n"); err != nil {
 		return finish(classify(err), err)
 	}
-	resp, err := http.ReadResponse(cl.br, nil)
+	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
 		return finish(classify(err), err)
 	}
@@ -283,8 +308,8 @@ func (cl *client) do(ctx context.Context) Result {
 	if err != nil {
 		return finish(classify(err), err)
 	}
-	if resp.Close || !cl.cfg.KeepAlive {
-		cl.close()
+	if resp.Close || !r.keepAlive {
+		c.close()
 	}
 	switch {
 	case resp.StatusCode >= 500:

@@ -8,6 +8,10 @@
 //	    A celery-like worker running tasks one after another. SIGTERM = warm shutdown: the current task
 //	    finishes ("task N done") and the worker exits 0. A second SIGTERM, SIGINT or SIGQUIT = cold shutdown:
 //	    the current task is abandoned ("task N lost") and the worker exits 1.
+//	testapp load -service web [-namespace NS] [-port 80] [-clients 4] [-keepalive-clients 2] [-allow CIDR,...]
+//	    The endpoint-following load (internal/loadgen) from inside the cluster, for clusters whose pod network
+//	    the test host cannot reach (kind, an existing cluster). Streams JSON lines (loadgen.Event) to stdout;
+//	    SIGTERM stops it: no new request, those in flight finish, then the "done" line.
 //
 // Every line goes to stdout and, with -log-file, is appended to that file too (a hostPath survives the pod).
 package main
@@ -30,7 +34,7 @@ import (
 func main() {
 	args := os.Args[1:]
 	mode := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "worker") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "worker" || args[0] == "load") {
 		mode, args = args[0], args[1:]
 	}
 	var err error
@@ -39,6 +43,8 @@ func main() {
 		err = serveMain(args)
 	case "worker":
 		err = workerMain(args)
+	case "load":
+		err = loadMain(args)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testapp:", err)

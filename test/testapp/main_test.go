@@ -59,3 +59,19 @@ func TestWorkerColdShutdown(t *testing.T) {
 		t.Fatalf("no lost task:\n%s", out)
 	}
 }
+
+func TestLoadFlagsAreChecked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-namespace", "x"}, "-service is required"},
+		{[]string{"-service", "web", "-namespace", "x", "-allow", "10.244.0.0/33"}, `allowed network "10.244.0.0/33"`},
+		{[]string{"-service", "web", "-namespace", "x", "-min-ms", "5", "-max-ms", "1"}, "-min-ms 5 and -max-ms 1"},
+	} {
+		err := loadMain(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("load %v = %v, want an error containing %q", c.args, err, c.want)
+		}
+	}
+}

@@ -36,14 +36,27 @@ const (
 func main() {
 	down := flag.Bool("down", false, "remove everything the demo created (the local cluster: hack/cluster/local.sh down)")
 	clients := flag.Int("clients", 4, "concurrent load clients")
+	keepAlive := flag.Int("keepalive-clients", -1, "how many of the clients keep one connection per endpoint (default: half)")
 	propagation := flag.Duration("propagation", time.Second, "endpoint propagation delay of the load client")
+	where := flag.String("load", "auto", "where the load runs: host (this process; needs the pod network), pod (testapp load in the cluster) or auto (host when the pod network is reachable)")
 	flag.Parse()
+	if *where != "auto" && *where != "host" && *where != "pod" {
+		fmt.Fprintf(os.Stderr, "demo: -load %q: want auto, host or pod\n", *where)
+		os.Exit(2)
+	}
+	switch {
+	case *keepAlive < 0:
+		*keepAlive = 0 // half (LoadConfig's default)
+	case *keepAlive == 0:
+		*keepAlive = -1 // none
+	}
 	ctx := context.Background()
 	var err error
 	if *down {
 		err = teardown(ctx)
 	} else {
-		err = demo(ctx, *clients, *propagation)
+		err = demo(ctx, scenario.LoadConfig{Clients: *clients, KeepAliveClients: *keepAlive, MinMs: 1000, MaxMs: 3000,
+			MaxRequests: 2000, MaxDuration: 4 * time.Minute, InCluster: *where == "pod"}, *propagation, *where == "host")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -55,7 +68,7 @@ func step(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, a...))
 }
 
-func demo(ctx context.Context, clients int, propagation time.Duration) error {
+func demo(ctx context.Context, load scenario.LoadConfig, propagation time.Duration, hostOnly bool) error {
 	t0 := time.Now()
 	step("cluster, images and lastcall (Helm chart charts/lastcall, self-managed certificates)")
 	env, err := framework.Start(ctx, framework.Options{
@@ -67,11 +80,10 @@ func demo(ctx context.Context, clients int, propagation time.Duration) error {
 		return err
 	}
 	ready := time.Since(t0)
-	opts := scenario.RolloutOptions{
-		Replicas:    2,
-		Propagation: propagation,
-		Load:        scenario.LoadConfig{Clients: clients, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
+	if hostOnly && !env.Provider.PodNetworkReachable() {
+		return fmt.Errorf("-load host: this host does not reach the pod network of provider %s; use -load pod", env.Provider.Name())
 	}
+	opts := scenario.RolloutOptions{Replicas: 2, Propagation: propagation, Load: load}
 	var runs []*scenario.RolloutResult
 	for _, c := range []struct {
 		ns     string
@@ -104,8 +116,11 @@ func demo(ctx context.Context, clients int, propagation time.Duration) error {
 	step("results (also in _output/demo/results.md)")
 	table := scenario.Table(runs...)
 	fmt.Print(table)
-	fmt.Printf("\nrequests: /slow?ms=1000..3000 through nginx -> php-fpm (FastCGI, unix socket), %d clients, fresh connection per request,\n"+
-		"never retried, sent only to the pod IPs the client learned from the EndpointSlices %v later.\n", clients, propagation)
+	l := runs[0].Load
+	fmt.Printf("\nrequests: /slow?ms=%d..%d through nginx -> php-fpm (FastCGI, unix socket) from %s, %d clients\n"+
+		"(%d keep a connection per endpoint like an ingress, the others open one per request), never retried, sent\n"+
+		"only to the pod IPs the client learned from the EndpointSlices %v later. Failure kinds: docs/results.md.\n",
+		l.MinMs, l.MaxMs, l.Where(), l.Clients, l.KeepAliveClients, propagation)
 	dir := filepath.Join(env.Root, "_output", "demo")
 	os.MkdirAll(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, "results.md"), []byte(table), 0o644)

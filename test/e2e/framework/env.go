@@ -185,6 +185,11 @@ func (e *Env) connect(ctx context.Context) error {
 	}
 	e.Config, e.Client = cfg, cs
 	e.podCIDR = e.Provider.PodCIDR()
+	if v := os.Getenv("E2E_POD_CIDR"); v != "" {
+		if e.podCIDR, err = netip.ParsePrefix(v); err != nil {
+			return fmt.Errorf("E2E_POD_CIDR=%q: %w", v, err)
+		}
+	}
 	if !e.podCIDR.IsValid() {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err == nil && len(nodes.Items) > 0 && nodes.Items[0].Spec.PodCIDR != "" {
@@ -194,7 +199,8 @@ func (e *Env) connect(ctx context.Context) error {
 	return nil
 }
 
-// PodCIDR is the cluster's pod network (may be invalid for an existing cluster that does not say).
+// PodCIDR is the cluster's pod network: E2E_POD_CIDR, the provider's, or the first node's spec.podCIDR (may
+// be invalid for an existing cluster that says nowhere). Load is only ever sent to addresses inside it.
 func (e *Env) PodCIDR() netip.Prefix { return e.podCIDR }
 
 // KubectlPath is $LASTCALL_CACHE/bin/kubectl when built by hack/build-k8s.sh, else kubectl from PATH.

@@ -41,6 +41,7 @@ type RolloutResult struct {
 	Restart   time.Time
 	Pods      []corev1.Pod // the pods after the rollout (as stored: injected or not)
 	Changes   []Change     // the client's endpoint updates
+	Load      LoadConfig   // the load as run (defaults filled in, InCluster set when chosen)
 }
 
 // RunRollout deploys the app in ns (which must exist), waits for it, starts the endpoint-following load,
@@ -64,17 +65,22 @@ func RunRollout(ctx context.Context, env *framework.Env, ns string, o RolloutOpt
 	if o.Logf == nil {
 		o.Logf = framework.Logf
 	}
+	if !env.Provider.PodNetworkReachable() {
+		o.Load.InCluster = true
+	}
 	if len(o.Load.Allowed) == 0 {
-		if !env.PodCIDR().IsValid() || !env.Provider.PodNetworkReachable() {
-			return nil, fmt.Errorf("the rollout scenario sends traffic to pod IPs: provider %s does not reach the pod network from here", env.Provider.Name())
+		if !env.PodCIDR().IsValid() {
+			return nil, fmt.Errorf("the load sends traffic only to pod IPs, but the pod CIDR of provider %s is unknown: set E2E_POD_CIDR", env.Provider.Name())
 		}
 		o.Load.Allowed = []netip.Prefix{env.PodCIDR()}
 	}
+	o.Load.defaults()
+	res0 := o.Load
 	ns0, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	res := &RolloutResult{Namespace: ns, Lastcall: ns0.Labels[framework.LabelInject] == "enabled"}
+	res := &RolloutResult{Namespace: ns, Lastcall: ns0.Labels[framework.LabelInject] == "enabled", Load: res0}
 	if o.Deploy == nil {
 		o.Deploy = func(ctx context.Context, env *framework.Env, ns string, replicas int32) error {
 			cm, d, svc := WebAppObjects(replicas, o.ProcessControlTimeout)
@@ -94,16 +100,18 @@ func RunRollout(ctx context.Context, env *framework.Env, ns string, o RolloutOpt
 	if err := waitRolledOut(ctx, env, ns, o.Replicas, 3*time.Minute); err != nil {
 		return nil, err
 	}
-	fctx, stopFollow := context.WithCancel(ctx)
-	defer stopFollow()
-	f := FollowEndpoints(fctx, env.Client, ns, WebApp, o.Propagation)
-	if err := framework.WaitFor(ctx, time.Minute, fmt.Sprintf("%d endpoints in the client", o.Replicas), func(context.Context) (bool, error) {
-		return len(f.Targets()) == int(o.Replicas), nil
+	load, err := startLoad(ctx, env, ns, WebApp, o.Propagation, o.Load)
+	if err != nil {
+		return nil, fmt.Errorf("starting the load: %w", err)
+	}
+	if err := framework.WaitFor(ctx, 2*time.Minute, fmt.Sprintf("%d endpoints in the client", o.Replicas), func(context.Context) (bool, error) {
+		return len(load.Targets()) == int(o.Replicas), nil
 	}); err != nil {
+		load.Stop()
 		return nil, err
 	}
-	o.Logf("%s: %d pods ready; load: %d clients, /slow %d-%d ms, endpoint propagation %v", ns, o.Replicas, o.Load.Clients, o.Load.MinMs, o.Load.MaxMs, o.Propagation)
-	load := StartLoad(ctx, f, o.Load)
+	o.Logf("%s: %d pods ready; load from %s: %d clients (%d keep-alive), /slow %d-%d ms, endpoint propagation %v",
+		ns, o.Replicas, o.Load.Where(), o.Load.Clients, o.Load.KeepAliveClients, o.Load.MinMs, o.Load.MaxMs, o.Propagation)
 	time.Sleep(o.WarmUp)
 	res.Restart = time.Now()
 	action, want := []string{"rollout", "restart", "-n", ns, "deployment/" + WebApp}, o.Replicas
@@ -121,8 +129,8 @@ func RunRollout(ctx context.Context, env *framework.Env, ns string, o RolloutOpt
 		o.Logf("%s: done in %.1fs (%d pods left, no old or terminating one)", ns, res.Rollout.Seconds(), want)
 		time.Sleep(o.Tail)
 	}
-	recs, lerr := load.Stop()
-	res.Records, res.Changes = recs, f.Changes()
+	recs, changes, lerr := load.Stop()
+	res.Records, res.Changes = recs, changes
 	if pods, perr := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + WebApp}); perr == nil {
 		res.Pods = pods.Items
 	}
@@ -203,11 +211,11 @@ var FailureKinds = []loadgen.Kind{loadgen.ConnectRefused, loadgen.Reset, loadgen
 // Table renders runs side by side as a Markdown table.
 func Table(runs ...*RolloutResult) string {
 	var b strings.Builder
-	b.WriteString("| run | requests | failed |")
+	b.WriteString("| run | requests | failed | on kept-alive conn |")
 	for _, k := range FailureKinds {
 		b.WriteString(" " + string(k) + " |")
 	}
-	b.WriteString(" p50 | p99 | rollout |\n|---|---:|---:|")
+	b.WriteString(" p50 | p99 | rollout |\n|---|---:|---:|---:|")
 	for range FailureKinds {
 		b.WriteString("---:|")
 	}
@@ -218,7 +226,13 @@ func Table(runs ...*RolloutResult) string {
 			name = "with lastcall"
 		}
 		by := r.ByKind()
-		fmt.Fprintf(&b, "| %s | %d | %d |", name, len(r.Records), len(r.Failures()))
+		reused := 0
+		for _, f := range r.Failures() {
+			if f.Reused {
+				reused++
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d |", name, len(r.Records), len(r.Failures()), reused)
 		for _, k := range FailureKinds {
 			fmt.Fprintf(&b, " %d |", by[k])
 		}
@@ -235,7 +249,11 @@ func (r *RolloutResult) FailureLines(limit int) []string {
 			out = append(out, fmt.Sprintf("... and %d more", len(r.Failures())-limit))
 			break
 		}
-		out = append(out, fmt.Sprintf("t=%+.2fs..%+.2fs pod %s (%s): %s %s", rec.Start.Sub(r.Restart).Seconds(), rec.End.Sub(r.Restart).Seconds(), rec.Pod, rec.IP, rec.Kind, rec.Err))
+		conn := "fresh conn"
+		if rec.Reused {
+			conn = "kept-alive conn"
+		}
+		out = append(out, fmt.Sprintf("t=%+.2fs..%+.2fs pod %s (%s, %s): %s %s", rec.Start.Sub(r.Restart).Seconds(), rec.End.Sub(r.Restart).Seconds(), rec.Pod, rec.IP, conn, rec.Kind, rec.Err))
 	}
 	return out
 }

@@ -1,6 +1,4 @@
-//go:build e2e
-
-package scenario
+package loadgen
 
 import (
 	"context"
@@ -14,10 +12,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Target is one ready endpoint of the Service: a pod IP and the pod behind it.
+// Target is one ready endpoint of a Service: a pod IP and the pod behind it.
 type Target struct {
-	IP  string
-	Pod string
+	IP  string `json:"ip"`
+	Pod string `json:"pod,omitempty"`
+}
+
+// Endpoints is where an endpoint-following load gets its targets: a Follower, or a fixed set in tests.
+type Endpoints interface {
+	// Targets returns the endpoints the load may use now.
+	Targets() []Target
 }
 
 // Follower keeps the Service's ready endpoints like kube-proxy or an ingress controller does: it watches the
@@ -31,14 +35,14 @@ type Follower struct {
 	seq     int                 // changes seen
 	applied int                 // the change the current targets come from
 	targets []Target            // what the client uses: the apiserver's view, delay ago
-	next    int                 // round robin
 	log     []Change
+	err     error // the last List or Watch error, nil after a successful List
 }
 
 // Change is one update of the follower's targets.
 type Change struct {
-	At      time.Time
-	Targets []Target
+	At      time.Time `json:"at"`
+	Targets []Target  `json:"targets"`
 }
 
 // FollowEndpoints watches the EndpointSlices of service in ns until ctx ends.
@@ -52,8 +56,11 @@ func (f *Follower) run(ctx context.Context, cs kubernetes.Interface, ns, service
 	sel := metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service}
 	for ctx.Err() == nil {
 		list, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, sel)
+		f.mu.Lock()
+		f.err = err
+		f.mu.Unlock()
 		if err != nil {
-			time.Sleep(200 * time.Millisecond)
+			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
 		f.mu.Lock()
@@ -66,7 +73,10 @@ func (f *Follower) run(ctx context.Context, cs kubernetes.Interface, ns, service
 		opts.ResourceVersion = list.ResourceVersion
 		w, err := cs.DiscoveryV1().EndpointSlices(ns).Watch(ctx, opts)
 		if err != nil {
-			time.Sleep(200 * time.Millisecond)
+			f.mu.Lock()
+			f.err = err
+			f.mu.Unlock()
+			sleepCtx(ctx, 200*time.Millisecond)
 			continue
 		}
 		for ev := range w.ResultChan() {
@@ -125,23 +135,19 @@ func (f *Follower) update(es *discoveryv1.EndpointSlice, deleted bool) {
 	}
 }
 
-// Pick returns the next target round robin, false when there is none.
-func (f *Follower) Pick() (Target, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.targets) == 0 {
-		return Target{}, false
-	}
-	t := f.targets[f.next%len(f.targets)]
-	f.next++
-	return t, true
-}
-
 // Targets returns the current targets.
 func (f *Follower) Targets() []Target {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Target(nil), f.targets...)
+}
+
+// Err returns the last error listing or watching the EndpointSlices (e.g. missing RBAC), nil once a List
+// succeeded again. The follower keeps retrying.
+func (f *Follower) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // Changes returns every update of the targets so far.
