@@ -71,7 +71,7 @@ test: deps lint verify-generate test-unit fuzz e2e ## everything CI runs
 
 .PHONY: demo
 demo: deps images ## rollout of nginx + php-fpm under load without and with lastcall, one table (local cluster left running)
-	go run -tags e2e ./test/e2e/demo
+	go run -tags e2e ./test/e2e/demo $(DEMO_ARGS)
 
 .PHONY: demo-down
 demo-down: ## remove everything make demo created (local cluster: hack/cluster/local.sh down)
