@@ -191,12 +191,30 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 
 	// The initial lists (10,000 namespaces decode to tens of MiB) are garbage once the informers hold their
-	// trimmed copies; hand that memory back now rather than when the scavenger gets to it, so the pod's RSS
-	// reflects what it keeps.
+	// trimmed copies, and so is what the first burst of ShutdownProfile reconciles (one catalog per profile,
+	// status writes) allocates. Hand that memory back once both are done rather than when the scavenger gets to
+	// it, so the pod's RSS reflects what it keeps.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		if mgr.GetCache().WaitForCacheSync(ctx) {
-			debug.FreeOSMemory()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return nil
 		}
+		debug.FreeOSMemory()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for !profilesR.Synced() && !noProfiles(mgr) {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+		// The reconciles of the initial profiles come in one burst; give it a moment to end.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+		debug.FreeOSMemory()
 		return nil
 	})); err != nil {
 		return err

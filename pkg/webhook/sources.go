@@ -3,7 +3,10 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,9 +41,53 @@ func TrimNamespace(obj any) (any, error) {
 	m.ManagedFields = nil
 	m.OwnerReferences = nil
 	m.Finalizers = nil
-	m.Annotations = onlyLastcall(m.Annotations)
-	m.Labels = onlyLastcall(m.Labels)
+	m.Annotations = namespaceMaps.intern(onlyLastcall(m.Annotations))
+	m.Labels = namespaceMaps.intern(onlyLastcall(m.Labels))
 	return m, nil
+}
+
+// namespaceMaps shares one map between all cached namespaces whose lastcall labels (or annotations) are the
+// same: typically thousands of namespaces carry just lastcall.dev/inject=enabled, and a one-entry Go map costs
+// about 300 bytes. Sharing is safe because cached objects are never modified: the cache hands out deep copies.
+var namespaceMaps = &mapInterner{maps: map[string]map[string]string{}}
+
+// maxInterned bounds the interner: past it, new distinct sets are kept per namespace as before.
+const maxInterned = 4096
+
+type mapInterner struct {
+	mu   sync.Mutex
+	maps map[string]map[string]string
+}
+
+// intern returns a shared map equal to m (nil for an empty m).
+func (in *mapInterner) intern(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		// Length-prefixed, so no key or value (annotation values may hold any byte) can make two sets collide.
+		for _, part := range [2]string{k, m[k]} {
+			b.WriteString(strconv.Itoa(len(part)))
+			b.WriteByte(':')
+			b.WriteString(part)
+		}
+	}
+	key := b.String()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if shared, ok := in.maps[key]; ok {
+		return shared
+	}
+	if len(in.maps) < maxInterned {
+		in.maps[key] = m
+	}
+	return m
 }
 
 func onlyLastcall(in map[string]string) map[string]string {
