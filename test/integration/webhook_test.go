@@ -219,3 +219,49 @@ func eventually(t *testing.T, f func() bool, what string) {
 	}
 	t.Fatalf("timed out waiting for: %s", what)
 }
+
+// A namespace's lastcall annotations reach admission shortly after they change, without a restart: the
+// webhook follows namespaces with a watch, not a lookup per admission.
+func TestNamespaceChangesApply(t *testing.T) {
+	ctx := context.Background()
+	namespace(t, "ns-defaults", map[string]string{mutate.LabelInject: "enabled"})
+	grace := func() int64 {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: newName("app"), Namespace: "ns-defaults"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}}}
+		if err := k8s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
+			return *g
+		}
+		return -1
+	}
+	// The policy's default profile, http, drains in well under a minute.
+	before := grace()
+	if before <= 0 || before > 60 {
+		t.Fatalf("terminationGracePeriodSeconds = %d with the http default, want 1-60", before)
+	}
+	setDefault := func(profile string) {
+		t.Helper()
+		var ns corev1.Namespace
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "ns-defaults"}, &ns); err != nil {
+			t.Fatal(err)
+		}
+		if profile == "" {
+			delete(ns.Annotations, mutate.AnnotationDefaultProfile)
+		} else {
+			if ns.Annotations == nil {
+				ns.Annotations = map[string]string{}
+			}
+			ns.Annotations[mutate.AnnotationDefaultProfile] = profile
+		}
+		if err := k8s.Update(ctx, &ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// celery workers get 600s to finish their tasks.
+	setDefault("celery")
+	eventually(t, func() bool { return grace() > 600 }, "namespace default-profile celery applied")
+	setDefault("")
+	eventually(t, func() bool { return grace() == before }, "namespace default-profile removed")
+}
