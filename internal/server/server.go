@@ -25,9 +25,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -126,9 +126,6 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.ProbeAddr,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			webhook.NamespaceMeta(): {Transform: webhook.TrimNamespace},
-		}},
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
@@ -138,14 +135,20 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	if err := ctrl.NewControllerManagedBy(mgr).Named("shutdownprofiles").For(&v1alpha1.ShutdownProfile{}).Complete(profilesR); err != nil {
 		return fmt.Errorf("ShutdownProfile controller: %w", err)
 	}
-	// Start the namespace informer with the manager, not on the first admission.
-	if _, err := mgr.GetCache().GetInformer(ctx, webhook.NamespaceMeta()); err != nil {
-		return fmt.Errorf("namespace informer: %w", err)
+	// Namespaces are not in the manager's cache: an informer would keep an object per namespace, and the
+	// webhook needs only each namespace's lastcall keys (see NamespaceIndex).
+	mc, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return fmt.Errorf("metadata client: %w", err)
+	}
+	namespaces := webhook.NewNamespaceIndex(webhook.NamespaceListWatch(mc))
+	if err := mgr.Add(namespaces); err != nil {
+		return fmt.Errorf("namespace index: %w", err)
 	}
 
 	handler := &webhook.Handler{
 		Engine:     mutate.New(mutate.Options{Policy: policy, Capabilities: caps, Version: version.Version}),
-		Namespaces: webhook.CachedNamespaces{Reader: mgr.GetCache()},
+		Namespaces: namespaces,
 		Profiles:   profilesR,
 		Log:        log.WithName("admission"),
 		Metrics:    webhook.NewMetrics(crmetrics.Registry),
@@ -155,7 +158,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
 	})
 	whs.Register(webhook.Path, &crwebhook.Admission{Handler: handler})
-	if err := mgr.Add(&afterCerts{dir: o.CertDir, server: whs}); err != nil {
+	// The server waits for the namespace index as it waits for the certificates: admission with an empty
+	// index would ignore every namespace's labels and annotations.
+	if err := mgr.Add(&afterCerts{dir: o.CertDir, server: whs, ready: namespaces.HasSynced}); err != nil {
 		return err
 	}
 
@@ -190,17 +195,24 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		close(certsReady)
 	}
 
-	// The initial lists (10,000 namespaces decode to tens of MiB) are garbage once the informers hold their
-	// trimmed copies, and so is what the first burst of ShutdownProfile reconciles (one catalog per profile,
-	// status writes) allocates. Hand that memory back once both are done rather than when the scavenger gets to
-	// it, so the pod's RSS reflects what it keeps.
+	// The initial lists (10,000 namespaces decode to tens of MiB) are garbage once the namespace index and the
+	// profile informer are filled, and so is what the first burst of ShutdownProfile reconciles (one catalog per
+	// profile, status writes) allocates. Hand that memory back once both are done rather than when the
+	// scavenger gets to it, so the pod's RSS reflects what it keeps.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return nil
 		}
-		debug.FreeOSMemory()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
+		for !namespaces.HasSynced() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+		debug.FreeOSMemory()
 		for !profilesR.Synced() && !noProfiles(mgr) {
 			select {
 			case <-ctx.Done():
@@ -231,6 +243,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		}
 		if _, err := os.Stat(filepath.Join(o.CertDir, corev1.TLSCertKey)); err != nil {
 			return fmt.Errorf("no serving certificate yet: %w", err)
+		}
+		if !namespaces.HasSynced() {
+			return errors.New("namespaces not loaded yet")
 		}
 		if !profilesR.Synced() && !noProfiles(mgr) {
 			return errors.New("ShutdownProfiles not loaded yet")
@@ -268,18 +283,19 @@ func serverMinor(cfg *rest.Config) (int, error) {
 	return n, nil
 }
 
-// afterCerts starts the webhook server once its certificate files exist: in self mode the rotator writes them
-// after the manager has started, and the server refuses to start without them.
+// afterCerts starts the webhook server once its certificate files exist and ready reports true: in self mode
+// the rotator writes the files after the manager has started, and the server refuses to start without them.
 type afterCerts struct {
 	dir    string
 	server crwebhook.Server
+	ready  func() bool
 }
 
 func (a *afterCerts) Start(ctx context.Context) error {
 	for {
 		_, errC := os.Stat(filepath.Join(a.dir, corev1.TLSCertKey))
 		_, errK := os.Stat(filepath.Join(a.dir, corev1.TLSPrivateKeyKey))
-		if errC == nil && errK == nil {
+		if errC == nil && errK == nil && a.ready() {
 			return a.server.Start(ctx)
 		}
 		select {

@@ -27,7 +27,8 @@ import (
 const Path = "/mutate-v1-pod"
 
 // NamespaceGetter returns cached namespace metadata. ok is false when the namespace is not (yet) known; the
-// engine then works without namespace labels and annotations.
+// engine then works without namespace labels and annotations. The maps may be shared with the cache and with
+// other namespaces: callers only read them.
 type NamespaceGetter interface {
 	Namespace(name string) (mutate.Namespace, bool)
 }

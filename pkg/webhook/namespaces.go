@@ -1,0 +1,242 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+)
+
+// NamespaceIndex answers the engine's namespace lookups from a compact index that a reflector keeps current.
+//
+// The engine needs a namespace's name and its lastcall labels and annotations, nothing else. An informer keeps
+// a whole object per namespace in its store (a trimmed PartialObjectMetadata still costs about 700 bytes with
+// its ObjectMeta, strings and store entry), so 10,000 namespaces were half of the webhook's heap. The index is
+// instead the reflector's store itself: it keeps the name and a pointer to the namespace's lastcall keys, nil
+// for the common namespace without any, and namespaces with the same keys share one entry. No object outlives
+// the event that carried it.
+//
+// The maps handed out by Namespace are shared between namespaces and with the index: callers must not modify
+// them (the engine only reads them).
+type NamespaceIndex struct {
+	lw cache.ListerWatcher
+
+	mu     sync.RWMutex
+	byName map[string]*namespaceKeys
+	// shared interns the entries so that namespaces with equal lastcall keys hold one pointer to one entry. It
+	// is rebuilt on every full list (Replace), so sets no namespace carries any more do not pile up between
+	// relists beyond maxShared.
+	shared map[string]*namespaceKeys
+	synced atomic.Bool
+}
+
+// namespaceKeys are a namespace's lastcall labels and annotations; entries are never modified once indexed.
+type namespaceKeys struct {
+	labels, annotations map[string]string
+}
+
+// maxShared bounds the interned entries: past it, a new distinct set is kept per namespace.
+const maxShared = 4096
+
+// NewNamespaceIndex returns an empty index that Start fills from lw (namespaces as metadata-only objects).
+func NewNamespaceIndex(lw cache.ListerWatcher) *NamespaceIndex {
+	return &NamespaceIndex{lw: lw, byName: map[string]*namespaceKeys{}, shared: map[string]*namespaceKeys{}}
+}
+
+// NamespaceListWatch lists and watches namespaces as metadata only: the index reads nothing from the spec or
+// status, so there is no reason to transfer and decode them.
+func NamespaceListWatch(c metadata.Interface) cache.ListerWatcher {
+	res := c.Resource(corev1.SchemeGroupVersion.WithResource("namespaces"))
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return res.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return res.Watch(ctx, o)
+		},
+	}
+}
+
+// Namespace implements NamespaceGetter.
+func (x *NamespaceIndex) Namespace(name string) (mutate.Namespace, bool) {
+	x.mu.RLock()
+	e, ok := x.byName[name]
+	x.mu.RUnlock()
+	ns := mutate.Namespace{Name: name}
+	if e != nil {
+		ns.Labels, ns.Annotations = e.labels, e.annotations
+	}
+	return ns, ok
+}
+
+// HasSynced reports whether the index holds a full list of the cluster's namespaces.
+func (x *NamespaceIndex) HasSynced() bool { return x.synced.Load() }
+
+// Len is the number of indexed namespaces.
+func (x *NamespaceIndex) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byName)
+}
+
+// Start runs the reflector until ctx ends: a list, then a watch, relisting when the watch cannot resume.
+func (x *NamespaceIndex) Start(ctx context.Context) error {
+	r := cache.NewReflectorWithOptions(x.lw, NamespaceMeta(), x, cache.ReflectorOptions{Name: "lastcall-namespaces"})
+	r.RunWithContext(ctx)
+	return nil
+}
+
+// NeedLeaderElection: every replica admits pods, so every replica needs the index.
+func (x *NamespaceIndex) NeedLeaderElection() bool { return false }
+
+// Add implements cache.ReflectorStore.
+func (x *NamespaceIndex) Add(obj any) error { return x.Update(obj) }
+
+// Update implements cache.ReflectorStore.
+func (x *NamespaceIndex) Update(obj any) error {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return fmt.Errorf("namespace index: %w", err)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.byName[strings.Clone(m.GetName())] = intern(x.shared, m.GetLabels(), m.GetAnnotations())
+	return nil
+}
+
+// Delete implements cache.ReflectorStore. It also takes the tombstone an informer hands out for a namespace
+// whose deletion it missed.
+func (x *NamespaceIndex) Delete(obj any) error {
+	var name string
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		// Namespaces are cluster-scoped: the key is the name.
+		name = t.Key
+	} else {
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return fmt.Errorf("namespace index: %w", err)
+		}
+		name = m.GetName()
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.byName, name)
+	return nil
+}
+
+// Replace implements cache.ReflectorStore: a full list replaces the whole index, which is how namespaces
+// deleted while the watch was down disappear.
+func (x *NamespaceIndex) Replace(list []any, _ string) error {
+	byName := make(map[string]*namespaceKeys, len(list))
+	shared := map[string]*namespaceKeys{}
+	for _, obj := range list {
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return fmt.Errorf("namespace index: %w", err)
+		}
+		// Copies of the name and keys (here and in Update): the index must not pin the decoded list, and
+		// copies made together after the list sit together in memory rather than scattered among its garbage.
+		byName[strings.Clone(m.GetName())] = intern(shared, m.GetLabels(), m.GetAnnotations())
+	}
+	x.mu.Lock()
+	x.byName, x.shared = byName, shared
+	x.mu.Unlock()
+	x.synced.Store(true)
+	return nil
+}
+
+// Resync implements cache.ReflectorStore; the index has nothing to resync.
+func (x *NamespaceIndex) Resync() error { return nil }
+
+// Transformer implements cache.TransformingStore: when the reflector streams the initial list (watch-list), it
+// holds every namespace until the list ends, and this keeps only what the index reads.
+func (x *NamespaceIndex) Transformer() cache.TransformFunc { return trimNamespace }
+
+func trimNamespace(obj any) (any, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, fmt.Errorf("namespace index: %w", err)
+	}
+	t := NamespaceMeta()
+	t.Name, t.ResourceVersion = m.GetName(), m.GetResourceVersion()
+	t.Labels, t.Annotations = onlyLastcall(m.GetLabels()), onlyLastcall(m.GetAnnotations())
+	return t, nil
+}
+
+// intern returns the entry in shared for the lastcall keys among labels and annotations, adding it while
+// shared holds fewer than maxShared; nil when there are no lastcall keys.
+func intern(shared map[string]*namespaceKeys, labels, annotations map[string]string) *namespaceKeys {
+	l, a := onlyLastcall(labels), onlyLastcall(annotations)
+	if l == nil && a == nil {
+		return nil
+	}
+	var b strings.Builder
+	writeCanonical(&b, l)
+	// Labels and annotations are told apart by the count that starts each half.
+	writeCanonical(&b, a)
+	key := b.String()
+	if e, ok := shared[key]; ok {
+		return e
+	}
+	e := &namespaceKeys{labels: l, annotations: a}
+	if len(shared) < maxShared {
+		shared[key] = e
+	}
+	return e
+}
+
+// writeCanonical writes m in a form equal only for equal maps: sorted, and every key and value
+// length-prefixed, since annotation values may hold any byte.
+func writeCanonical(b *strings.Builder, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b.WriteString(strconv.Itoa(len(keys)))
+	b.WriteByte(';')
+	for _, k := range keys {
+		for _, part := range [2]string{k, m[k]} {
+			b.WriteString(strconv.Itoa(len(part)))
+			b.WriteByte(':')
+			b.WriteString(part)
+		}
+	}
+}
+
+// onlyLastcall returns the lastcall keys of in, nil if there are none. The keys and values are copies, so the
+// index does not pin the decoded object they came from.
+func onlyLastcall(in map[string]string) map[string]string {
+	var keep map[string]string
+	for k, v := range in {
+		if strings.HasPrefix(k, mutate.Prefix) {
+			if keep == nil {
+				keep = make(map[string]string, 1)
+			}
+			keep[strings.Clone(k)] = strings.Clone(v)
+		}
+	}
+	return keep
+}
+
+var _ cache.TransformingStore = (*NamespaceIndex)(nil)
+
+// NamespaceMeta returns an empty metadata-only Namespace, the type the namespace reflector lists and watches.
+func NamespaceMeta() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return m
+}
