@@ -36,10 +36,9 @@ type NamespaceIndex struct {
 
 	mu     sync.RWMutex
 	byName map[string]*namespaceKeys
-	// shared interns the entries so that namespaces with equal lastcall keys hold one pointer to one entry. It
-	// is rebuilt on every full list (Replace), so sets no namespace carries any more do not pile up between
-	// relists beyond maxShared.
-	shared map[string]*namespaceKeys
+	// shared lets namespaces with equal lastcall keys hold one pointer to one entry. It is rebuilt on every
+	// full list (Replace), so sets no namespace carries any more do not pile up between relists.
+	shared *sharedKeys
 	synced atomic.Bool
 }
 
@@ -48,12 +47,24 @@ type namespaceKeys struct {
 	labels, annotations map[string]string
 }
 
-// maxShared bounds the interned entries: past it, a new distinct set is kept per namespace.
+// maxShared bounds the shared entries and maps (each): past it, a new distinct set is kept per namespace.
 const maxShared = 4096
+
+// sharedKeys interns entries, and separately their label and annotation maps: when every namespace carries a
+// different annotation (the worst case), they still share their labels, and a one-entry Go map costs about 330
+// bytes. Keys are canonical encodings (see canonical).
+type sharedKeys struct {
+	entries map[string]*namespaceKeys
+	maps    map[string]map[string]string
+}
+
+func newSharedKeys() *sharedKeys {
+	return &sharedKeys{entries: map[string]*namespaceKeys{}, maps: map[string]map[string]string{}}
+}
 
 // NewNamespaceIndex returns an empty index that Start fills from lw (namespaces as metadata-only objects).
 func NewNamespaceIndex(lw cache.ListerWatcher) *NamespaceIndex {
-	return &NamespaceIndex{lw: lw, byName: map[string]*namespaceKeys{}, shared: map[string]*namespaceKeys{}}
+	return &NamespaceIndex{lw: lw, byName: map[string]*namespaceKeys{}, shared: newSharedKeys()}
 }
 
 // NamespaceListWatch lists and watches namespaces as metadata only: the index reads nothing from the spec or
@@ -113,7 +124,7 @@ func (x *NamespaceIndex) Update(obj any) error {
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.byName[strings.Clone(m.GetName())] = intern(x.shared, m.GetLabels(), m.GetAnnotations())
+	x.byName[strings.Clone(m.GetName())] = x.shared.entry(m.GetLabels(), m.GetAnnotations())
 	return nil
 }
 
@@ -141,7 +152,7 @@ func (x *NamespaceIndex) Delete(obj any) error {
 // deleted while the watch was down disappear.
 func (x *NamespaceIndex) Replace(list []any, _ string) error {
 	byName := make(map[string]*namespaceKeys, len(list))
-	shared := map[string]*namespaceKeys{}
+	shared := newSharedKeys()
 	for _, obj := range list {
 		m, err := meta.Accessor(obj)
 		if err != nil {
@@ -149,7 +160,7 @@ func (x *NamespaceIndex) Replace(list []any, _ string) error {
 		}
 		// Copies of the name and keys (here and in Update): the index must not pin the decoded list, and
 		// copies made together after the list sit together in memory rather than scattered among its garbage.
-		byName[strings.Clone(m.GetName())] = intern(shared, m.GetLabels(), m.GetAnnotations())
+		byName[strings.Clone(m.GetName())] = shared.entry(m.GetLabels(), m.GetAnnotations())
 	}
 	x.mu.Lock()
 	x.byName, x.shared = byName, shared
@@ -176,38 +187,53 @@ func trimNamespace(obj any) (any, error) {
 	return t, nil
 }
 
-// intern returns the entry in shared for the lastcall keys among labels and annotations, adding it while
-// shared holds fewer than maxShared; nil when there are no lastcall keys.
-func intern(shared map[string]*namespaceKeys, labels, annotations map[string]string) *namespaceKeys {
-	l, a := onlyLastcall(labels), onlyLastcall(annotations)
-	if l == nil && a == nil {
+// entry returns the entry for the lastcall keys among labels and annotations, nil when there are none. Only
+// a set not seen before is copied out of the object.
+func (s *sharedKeys) entry(labels, annotations map[string]string) *namespaceKeys {
+	lk, ak := canonical(labels), canonical(annotations)
+	if lk == "" && ak == "" {
 		return nil
 	}
-	var b strings.Builder
-	writeCanonical(&b, l)
-	// Labels and annotations are told apart by the count that starts each half.
-	writeCanonical(&b, a)
-	key := b.String()
-	if e, ok := shared[key]; ok {
+	// The labels' length comes first, so a key moved from the labels to the annotations changes the key.
+	key := strconv.Itoa(len(lk)) + ":" + lk + ak
+	if e, ok := s.entries[key]; ok {
 		return e
 	}
-	e := &namespaceKeys{labels: l, annotations: a}
-	if len(shared) < maxShared {
-		shared[key] = e
+	e := &namespaceKeys{labels: s.sharedMap(lk, labels), annotations: s.sharedMap(ak, annotations)}
+	if len(s.entries) < maxShared {
+		s.entries[key] = e
 	}
 	return e
 }
 
-// writeCanonical writes m in a form equal only for equal maps: sorted, and every key and value
-// length-prefixed, since annotation values may hold any byte.
-func writeCanonical(b *strings.Builder, m map[string]string) {
-	keys := make([]string, 0, len(m))
+func (s *sharedKeys) sharedMap(key string, m map[string]string) map[string]string {
+	if key == "" {
+		return nil
+	}
+	if shared, ok := s.maps[key]; ok {
+		return shared
+	}
+	own := onlyLastcall(m)
+	if len(s.maps) < maxShared {
+		s.maps[key] = own
+	}
+	return own
+}
+
+// canonical encodes the lastcall keys of m so that only equal sets encode equal: sorted, and every key and
+// value length-prefixed, since annotation values may hold any byte. It is "" when m has no lastcall key.
+func canonical(m map[string]string) string {
+	var keys []string
 	for k := range m {
-		keys = append(keys, k)
+		if strings.HasPrefix(k, mutate.Prefix) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
 	}
 	sort.Strings(keys)
-	b.WriteString(strconv.Itoa(len(keys)))
-	b.WriteByte(';')
+	var b strings.Builder
 	for _, k := range keys {
 		for _, part := range [2]string{k, m[k]} {
 			b.WriteString(strconv.Itoa(len(part)))
@@ -215,6 +241,7 @@ func writeCanonical(b *strings.Builder, m map[string]string) {
 			b.WriteString(part)
 		}
 	}
+	return b.String()
 }
 
 // onlyLastcall returns the lastcall keys of in, nil if there are none. The keys and values are copies, so the

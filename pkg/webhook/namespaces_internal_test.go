@@ -149,6 +149,13 @@ func TestNamespaceIndexSharesEqualKeys(t *testing.T) {
 	if x.byName["x"] == x.byName["y"] || len(x.byName["y"].labels) != 2 {
 		t.Errorf("distinct sets shared an entry: %+v %+v", x.byName["x"], x.byName["y"])
 	}
+	// Different annotations, the same labels: the entries differ and the label map is still shared.
+	if err := x.Add(nsMeta("other-default", enabled, map[string]string{"lastcall.dev/default-profile": "grpc"})); err != nil {
+		t.Fatal(err)
+	}
+	if od := x.byName["other-default"]; od == a || !sameMap(od.labels, a.labels) || od.annotations["lastcall.dev/default-profile"] != "grpc" {
+		t.Errorf("labels not shared across different annotations: %+v vs %+v", od, a)
+	}
 	// Lookups hand out the shared maps rather than copies: the engine only reads them.
 	na, _ := x.Namespace("a")
 	nb, _ := x.Namespace("b")
@@ -168,8 +175,8 @@ func TestNamespaceIndexSharingIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(x.shared); n != maxShared {
-		t.Fatalf("%d sets shared, want the bound %d", n, maxShared)
+	if n, m := len(x.shared.entries), len(x.shared.maps); n != maxShared || m != maxShared {
+		t.Fatalf("%d entries and %d maps shared, want the bound %d", n, m, maxShared)
 	}
 	// Past the bound, namespaces still get their own keys.
 	last := "ns-" + strconv.Itoa(maxShared+9)
@@ -178,8 +185,8 @@ func TestNamespaceIndexSharingIsBounded(t *testing.T) {
 	if err := x.Replace([]any{nsMeta("only", nil, map[string]string{"lastcall.dev/default-profile": "http"})}, "2"); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(x.shared); n != 1 {
-		t.Fatalf("%d sets shared after a relist of one namespace, want 1", n)
+	if n, m := len(x.shared.entries), len(x.shared.maps); n != 1 || m != 1 {
+		t.Fatalf("%d entries and %d maps shared after a relist of one namespace, want 1 and 1", n, m)
 	}
 }
 
