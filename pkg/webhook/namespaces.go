@@ -96,13 +96,6 @@ func (x *NamespaceIndex) Namespace(name string) (mutate.Namespace, bool) {
 // HasSynced reports whether the index holds a full list of the cluster's namespaces.
 func (x *NamespaceIndex) HasSynced() bool { return x.synced.Load() }
 
-// Len is the number of indexed namespaces.
-func (x *NamespaceIndex) Len() int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return len(x.byName)
-}
-
 // Start runs the reflector until ctx ends: a list, then a watch, relisting when the watch cannot resume.
 func (x *NamespaceIndex) Start(ctx context.Context) error {
 	r := cache.NewReflectorWithOptions(x.lw, NamespaceMeta(), x, cache.ReflectorOptions{Name: "lastcall-namespaces"})

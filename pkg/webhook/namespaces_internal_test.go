@@ -1,13 +1,17 @@
 package webhook
 
 import (
+	"context"
 	"reflect"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
@@ -56,8 +60,8 @@ func TestNamespaceIndexKeepsOnlyLastcallKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !x.HasSynced() || x.Len() != 2 {
-		t.Fatalf("synced %v with %d namespaces after a list of 2", x.HasSynced(), x.Len())
+	if !x.HasSynced() || len(x.byName) != 2 {
+		t.Fatalf("synced %v with %d namespaces after a list of 2", x.HasSynced(), len(x.byName))
 	}
 	mustNamespace(t, x, "a", mutate.Namespace{Name: "a",
 		Labels: map[string]string{"lastcall.dev/inject": "enabled"}, Annotations: map[string]string{"lastcall.dev/default-profile": "http"}})
@@ -255,4 +259,61 @@ func TestNamespaceIndexTransformer(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNamespace(t, x, "a", mutate.Namespace{Name: "a", Labels: map[string]string{"lastcall.dev/inject": "enabled"}})
+}
+
+// noWatchList marks the fake list-watch below as a plain list then watch: it does not stream the initial list.
+type noWatchList struct{}
+
+func (noWatchList) IsWatchListSemanticsUnSupported() bool { return true }
+
+// Start drives the index with a real reflector: it is synced after the first list, and watch events apply.
+func TestNamespaceIndexStartListsThenWatches(t *testing.T) {
+	w := watch.NewFake()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+			return &metav1.PartialObjectMetadataList{ListMeta: metav1.ListMeta{ResourceVersion: "1"},
+				Items: []metav1.PartialObjectMetadata{*nsMeta("listed", map[string]string{"lastcall.dev/inject": "enabled"}, nil)}}, nil
+		},
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return w, nil },
+	}
+	x := NewNamespaceIndex(cache.ToListWatcherWithWatchListSemantics(lw, noWatchList{}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- x.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+		}
+	}
+	waitFor("the first list is indexed", x.HasSynced)
+	mustNamespace(t, x, "listed", mutate.Namespace{Name: "listed", Labels: map[string]string{"lastcall.dev/inject": "enabled"}})
+
+	added := nsMeta("added", nil, map[string]string{"lastcall.dev/default-profile": "http"})
+	added.ResourceVersion = "2"
+	w.Add(added)
+	changed := nsMeta("listed", map[string]string{"lastcall.dev/inject": "disabled"}, nil)
+	changed.ResourceVersion = "3"
+	w.Modify(changed)
+	waitFor("the added and the changed namespace are indexed", func() bool {
+		listed, _ := x.Namespace("listed")
+		added, _ := x.Namespace("added")
+		return listed.Labels["lastcall.dev/inject"] == "disabled" && added.Annotations["lastcall.dev/default-profile"] == "http"
+	})
+	gone := nsMeta("added", nil, nil)
+	gone.ResourceVersion = "4"
+	w.Delete(gone)
+	waitFor("the deleted namespace is gone", func() bool {
+		_, known := x.Namespace("added")
+		return !known
+	})
 }
