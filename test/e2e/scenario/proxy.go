@@ -17,20 +17,11 @@ import (
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
 )
 
-// ImageTestapp is the distroless test app (hack/images.sh testapp).
-const ImageTestapp = "local.test/testapp:1"
-
 // Upstream is the name of the slow upstream pod of scenario 3.
 const Upstream = "upstream"
 
 // nginx alone, proxying every request to one upstream address (scenario 3: the slow part is elsewhere).
-const nginxProxyConf = `worker_processes 2;
-error_log stderr notice;
-pid /tmp/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path /tmp/nginx-body;
+const nginxProxyConf = nginxPreamble + `  client_body_temp_path /tmp/nginx-body;
   proxy_temp_path /tmp/nginx-proxy;
   server {
     listen 80;
@@ -50,7 +41,7 @@ func DeployNginxProxy(ctx context.Context, env *framework.Env, ns string, replic
 		Spec: corev1.PodSpec{
 			DNSPolicy: corev1.DNSDefault,
 			Containers: []corev1.Container{{
-				Name: "app", Image: ImageTestapp, ImagePullPolicy: corev1.PullIfNotPresent,
+				Name: "app", Image: framework.ImageTestapp, ImagePullPolicy: corev1.PullIfNotPresent,
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
 			}},
 		},
@@ -82,7 +73,7 @@ func DeployNginxProxy(ctx context.Context, env *framework.Env, ns string, replic
 					Volumes:   []corev1.Volume{{Name: "conf", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: WebApp}}}}},
 					Containers: []corev1.Container{{
 						Name:            "nginx",
-						Image:           ImageDebianWeb,
+						Image:           framework.ImageDebianWeb,
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command:         []string{"nginx", "-c", "/etc/demo/nginx.conf", "-g", "daemon off;"},
 						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: 80}},

@@ -13,23 +13,26 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
-)
 
-// Images the workloads use (hack/images.sh base).
-const ImageDebianWeb = "local.test/debian-web:1"
+	"github.com/lastcall-dev/lastcall/test/e2e/framework"
+)
 
 // WebApp is the name of the nginx + php-fpm Deployment, its Service and its ConfigMap.
 const WebApp = "web"
 
-// nginx proxies everything to php-fpm on a unix socket; /ready goes through php-fpm's ping, so the pod is only
-// Ready when both servers answer. No access log (the load is large), errors on stderr.
-const nginxConf = `worker_processes 2;
+// nginxPreamble starts every scenario's nginx.conf: pid file under /tmp, errors on stderr, no access log (the
+// load is large). The http block is left open for the rest of each config.
+const nginxPreamble = `worker_processes 2;
 error_log stderr notice;
 pid /tmp/nginx.pid;
 events { worker_connections 1024; }
 http {
   access_log off;
-  keepalive_timeout 65s;
+`
+
+// nginx proxies everything to php-fpm on a unix socket; /ready goes through php-fpm's ping, so the pod is only
+// Ready when both servers answer. No access log (the load is large), errors on stderr.
+const nginxConf = nginxPreamble + `  keepalive_timeout 65s;
   client_body_temp_path /tmp/nginx-body;
   fastcgi_temp_path /tmp/nginx-fastcgi;
   server {
@@ -108,7 +111,7 @@ func WebAppObjects(replicas int32, processControlTimeout string) (*corev1.Config
 					Containers: []corev1.Container{
 						{
 							Name:            "nginx",
-							Image:           ImageDebianWeb,
+							Image:           framework.ImageDebianWeb,
 							ImagePullPolicy: corev1.PullIfNotPresent,
 							Command:         []string{"nginx", "-c", "/etc/demo/nginx.conf", "-g", "daemon off;"},
 							Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: 80}},
@@ -120,7 +123,7 @@ func WebAppObjects(replicas int32, processControlTimeout string) (*corev1.Config
 						},
 						{
 							Name:            "php",
-							Image:           ImageDebianWeb,
+							Image:           framework.ImageDebianWeb,
 							ImagePullPolicy: corev1.PullIfNotPresent,
 							Command:         []string{"php-fpm8.2", "--nodaemonize", "--fpm-config", "/etc/demo/php-fpm.conf"},
 							VolumeMounts:    mounts,
