@@ -33,6 +33,16 @@ const (
 	AnnotationInjected = Prefix + "injected"
 	// AnnotationVersion is written by lastcall: the version that injected the pod.
 	AnnotationVersion = Prefix + "version"
+	// LabelManaged is written by lastcall on every pod it handled: "inject" when it rendered a shutdown,
+	// "observe" in an observe-mode namespace (nothing changed but this label). lastcall's shutdown observer
+	// watches only pods with this label, selected by the API server.
+	LabelManaged = Prefix + "managed"
+)
+
+// Values of LabelManaged (and the namespace's LabelInject value that turns observe mode on).
+const (
+	ManagedInject  = "inject"
+	ManagedObserve = "observe"
 )
 
 // Kubernetes-owned keys the engine reads.
