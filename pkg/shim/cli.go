@@ -55,7 +55,7 @@ const mainUsage = `lastcall-shim: graceful shutdown helper injected by lastcall
 Usage:
   lastcall-shim install DIR
   lastcall-shim prestop [--delay D] [--signal S] [--timeout T] [--target auto|pid:N|name:NAME]
-  lastcall-shim run [--rewrite FROM=TO]... [--delay D] -- CMD [ARGS...]
+  lastcall-shim run [--rewrite FROM=TO]... [--delay D] [--timeout T] -- CMD [ARGS...]
   lastcall-shim check php-fpm [--budget T] [--binary P] [--config F] [--mode warn|enforce]
   lastcall-shim version
 

@@ -25,7 +25,10 @@ type Supervisor struct {
 	// pass at once.
 	Delay      time.Duration
 	StopSignal syscall.Signal // SIGTERM when zero: what the kubelet sends
-	Log        io.Writer
+	// Timeout bounds the wait for processes the child left behind when it exited after a signal; zero waits
+	// until they exit (the kubelet's SIGKILL at the end of the grace period bounds it then).
+	Timeout time.Duration
+	Log     io.Writer
 }
 
 // forwarded lists the signals a process can catch that make sense to relay. Excluded: SIGCHLD (ours, for
@@ -89,12 +92,13 @@ func (s *Supervisor) Run() (int, error) {
 	// once it has passed every signal is forwarded at once.
 	var delayed <-chan time.Time
 	delayOver := s.Delay <= 0
+	var last syscall.Signal // the last signal forwarded (before rewriting): what orphans get when the child is gone
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == unix.SIGCHLD {
 				if ws, done := reap(pid); done {
-					return exitCode(ws), nil
+					return s.drainOrphans(sigs, path, ws, last, delayed, stop), nil
 				}
 				continue
 			}
@@ -106,10 +110,114 @@ func (s *Supervisor) Run() (int, error) {
 				}
 				continue
 			}
+			last = sys
 			s.forward(pid, sys)
 		case <-delayed:
-			delayed, delayOver = nil, true
+			delayed, delayOver, last = nil, true, stop
 			s.forward(pid, stop)
+		}
+	}
+}
+
+// drainOrphans runs once the child has exited. A shell entrypoint that does not exec (`sh -c 'celery worker'`)
+// dies of the SIGTERM we forwarded while the app it started, now reparented to us, has not even been told to
+// stop; if we exited now, the kernel would SIGKILL it (we are PID 1) and its in-flight work would be lost. So when
+// a signal was received, the orphans get that signal (rewritten), each one alone (a process-group signal would
+// reach celery's pool processes and break its warm shutdown), and we wait for them, at most Timeout, before
+// exiting with the child's status. A child that exits on its own, with no signal received, ends the container
+// at once as before: its orphans are not ours to keep alive.
+func (s *Supervisor) drainOrphans(sigs <-chan os.Signal, path string, ws unix.WaitStatus, last syscall.Signal, delayed <-chan time.Time, stop syscall.Signal) int {
+	code := exitCode(ws)
+	if last == 0 && delayed == nil {
+		return code
+	}
+	signalled := map[procKey]bool{}
+	send := func(sig syscall.Signal) int {
+		kids := liveChildren()
+		for _, k := range kids {
+			if sig == 0 || signalled[k] {
+				continue
+			}
+			signalled[k] = true
+			s.forward(k.pid, sig)
+		}
+		return len(kids)
+	}
+	n := send(last)
+	if n == 0 {
+		return code
+	}
+	bound := "until they exit (the pod's grace period bounds it)"
+	var timeout <-chan time.Time
+	if s.Timeout > 0 {
+		bound = "up to " + s.Timeout.String()
+		t := time.NewTimer(s.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	s.logf("%s exited (status %d) while %d process(es) it started still run; waiting %s for them before exiting with its status", path, code, n, bound)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == unix.SIGCHLD {
+				reapAll()
+				if send(last) == 0 {
+					s.logf("the processes %s left behind have exited; exiting with its status %d", path, code)
+					return code
+				}
+				continue
+			}
+			// Later signals (a second SIGTERM, a SIGQUIT for a cold stop) are the user's to give: pass them on.
+			last = sig.(syscall.Signal)
+			clear(signalled)
+			send(last)
+		case <-delayed:
+			delayed, last = nil, stop
+			send(last)
+		case <-timeout:
+			s.logf("processes %s left behind still running after %s; exiting with its status %d (the kernel kills them)", path, s.Timeout, code)
+			return code
+		}
+	}
+}
+
+// procKey identifies a process across PID reuse.
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+// liveChildren lists our children that have not exited (zombies excluded): after the main child's exit, the
+// processes reparented to us. A scan of /proc for PPid equal to our PID works in a container (its own /proc) and
+// with hostPID alike, and needs no CONFIG_PROC_CHILDREN.
+func liveChildren() []procKey {
+	var p Procfs
+	self := os.Getpid()
+	pids, err := p.pids()
+	if err != nil {
+		return nil
+	}
+	var out []procKey
+	for _, pid := range pids {
+		st, err := p.stat(pid)
+		if err != nil || st.PPid != self || st.State == 'Z' || st.State == 'X' {
+			continue
+		}
+		out = append(out, procKey{pid, st.StartTime})
+	}
+	return out
+}
+
+// reapAll collects every exited child.
+func reapAll() {
+	for {
+		var st unix.WaitStatus
+		pid, err := unix.Wait4(-1, &st, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
 		}
 	}
 }

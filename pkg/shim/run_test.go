@@ -203,7 +203,8 @@ func TestRunSignalsOnlyTheChild(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	grandchild := fmt.Sprintf(`trap 'echo TERM > %[1]s/grandchild; exit 0' TERM; %[2]s`, dir, loop)
-	script := fmt.Sprintf(`sh -c "%[1]s" & trap 'echo TERM > %[2]s/child; exit 0' TERM; : > %[2]s/ready; %[3]s`,
+	// The child stays alive after SIGTERM: once it exits, its orphaned grandchild gets the signal by design.
+	script := fmt.Sprintf(`sh -c "%[1]s" & trap 'echo TERM > %[2]s/child' TERM; : > %[2]s/ready; %[3]s`,
 		strings.ReplaceAll(grandchild, `"`, `\"`), dir, loop)
 	ns := startRun(t, dir, "--", "sh", "-c", script)
 	var child, grand int
@@ -233,8 +234,9 @@ func TestRunSignalsOnlyTheChild(t *testing.T) {
 	if s := readFileString(filepath.Join(dir, "grandchild")); s != "" {
 		t.Errorf("the grandchild received %s: the shim signalled the process group", s)
 	}
-	if !ns.exitedWithin(5*time.Second) || ns.exitCode() != 0 {
-		t.Errorf("shim exit %d, want 0", ns.exitCode())
+	unix.Kill(child, unix.SIGKILL)
+	if !ns.exitedWithin(5*time.Second) || ns.exitCode() != 137 {
+		t.Errorf("shim exit %d, want the child's 137", ns.exitCode())
 	}
 }
 
@@ -262,5 +264,66 @@ func TestRunWaitsForAChildThatIgnoresSignals(t *testing.T) {
 	unix.Kill(child, unix.SIGKILL) // what the kubelet does when the grace period ends
 	if !ns.exitedWithin(5*time.Second) || ns.exitCode() != 137 {
 		t.Errorf("shim exit %d after the child was SIGKILLed, want 137", ns.exitCode())
+	}
+}
+
+// A shell entrypoint that does not exec: the SIGTERM the shim forwards kills sh at once, and the app it started
+// is reparented to the shim. The app must get the signal too (alone, not its group) and be waited for; the shim
+// then exits with sh's status.
+func TestRunForwardsToOrphansWhenTheShellEntrypointDies(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	app := fmt.Sprintf(`trap 'sleep 0.5; echo graceful > %[1]s/app; exit 0' TERM; : > %[1]s/ready; %[2]s`, dir, loop)
+	ns := startRun(t, dir, "--", "sh", "-c", fmt.Sprintf(`sh -c "%s"; echo unreachable`, strings.ReplaceAll(app, `"`, `\"`)))
+	sent := time.Now()
+	if err := unix.Kill(ns.pid, unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !ns.exitedWithin(5 * time.Second) {
+		t.Fatalf("shim still running 5s after SIGTERM; output:\n%s", ns.out)
+	}
+	if s := readFileString(filepath.Join(dir, "app")); s != "graceful" {
+		t.Errorf("the app behind the dead shell was not stopped gracefully (%q): the shim exited and the kernel killed it; output:\n%s", s, ns.out)
+	}
+	if took := ns.exited.Sub(sent); took < 500*time.Millisecond {
+		t.Errorf("shim exited %s after SIGTERM, before the app's 0.5s shutdown", took)
+	}
+	if ns.exitCode() != 143 {
+		t.Errorf("shim exit %d, want sh's 143 (killed by SIGTERM); output:\n%s", ns.exitCode(), ns.out)
+	}
+}
+
+// --timeout bounds that wait: an orphan that ignores the signal does not keep the container alive past it.
+func TestRunOrphanWaitIsBoundedByTimeout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	app := fmt.Sprintf(`trap '' TERM; : > %s/ready; %s`, dir, loop)
+	ns := startRun(t, dir, "--timeout", "700ms", "--", "sh", "-c", fmt.Sprintf(`sh -c "%s"; echo unreachable`, app))
+	sent := time.Now()
+	if err := unix.Kill(ns.pid, unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !ns.exitedWithin(5 * time.Second) {
+		t.Fatalf("shim still running 5s after SIGTERM with --timeout 700ms; output:\n%s", ns.out)
+	}
+	if took := ns.exited.Sub(sent); took < 700*time.Millisecond || took > 3*time.Second {
+		t.Errorf("shim exited %s after SIGTERM, want about the 700ms timeout", took)
+	}
+	if !strings.Contains(ns.out.String(), "still running after 700ms") {
+		t.Errorf("no line about the timeout; output:\n%s", ns.out)
+	}
+}
+
+// A child that exits on its own (no signal received) ends the container at once, as before: its background
+// processes are not waited for.
+func TestRunDoesNotWaitForOrphansWithoutASignal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ns := startRun(t, dir, "--", "sh", "-c", fmt.Sprintf(`(trap '' TERM; sleep 30) & : > %s/ready; sleep 0.2; exit 4`, dir))
+	if !ns.exitedWithin(3 * time.Second) {
+		t.Fatalf("shim waited for a background process although no signal was received; output:\n%s", ns.out)
+	}
+	if ns.exitCode() != 4 {
+		t.Errorf("shim exit %d, want the child's 4", ns.exitCode())
 	}
 }
