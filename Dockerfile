@@ -9,9 +9,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+# The webhook's main package is cmd/webhook; its binary is named lastcall-webhook.
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/lastcall-dev/lastcall/internal/version.Version=${VERSION}" \
-      -o /out/ ./cmd/lastcall-webhook ./cmd/lastcall-shim
+      -ldflags "-s -w -X github.com/lastcall-dev/lastcall/pkg/version.Version=${VERSION}" \
+      -o /out/lastcall-webhook ./cmd/webhook && \
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/lastcall-dev/lastcall/pkg/version.Version=${VERSION}" \
+      -o /out/ ./cmd/lastcall-shim
 
 FROM scratch AS lastcall-shim
 # The injected init container runs /usr/local/bin/lastcall-shim install /lastcall/bin.

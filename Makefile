@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := build
 
 VERSION ?= v0.1.0-dev
-LDFLAGS := -s -w -X github.com/lastcall-dev/lastcall/internal/version.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/lastcall-dev/lastcall/pkg/version.Version=$(VERSION)
 CACHE := $(shell . hack/lib.sh && echo $$LASTCALL_CACHE)
 export VERSION
 export KUBEBUILDER_ASSETS := $(CACHE)/bin
@@ -13,8 +13,9 @@ export KUBEBUILDER_ASSETS := $(CACHE)/bin
 export LASTCALL_REQUIRE_REAL ?= 1
 
 .PHONY: build
-build: ## static binaries into bin/: lastcall-webhook, lastcall-shim, lastcall
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+build: ## static binaries into bin/: lastcall-webhook (cmd/webhook), lastcall-shim, lastcall
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/lastcall-webhook ./cmd/webhook
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/lastcall-shim ./cmd/lastcall
 
 .PHONY: deps
 deps: ## Debian packages and source-built Kubernetes binaries (cached by stamps)

@@ -145,7 +145,3 @@ type ShutdownProfileList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ShutdownProfile `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ShutdownProfile{}, &ShutdownProfileList{})
-}

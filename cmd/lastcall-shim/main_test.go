@@ -37,7 +37,7 @@ func buildShim(tb testing.TB) string {
 		}
 		out := filepath.Join(dir, "lastcall-shim")
 		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags",
-			"-s -w -X github.com/lastcall-dev/lastcall/internal/version.Version="+testVersion, "-o", out, ".")
+			"-s -w -X github.com/lastcall-dev/lastcall/pkg/version.Version="+testVersion, "-o", out, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			buildErr = err.Error() + ": " + string(b)

@@ -18,10 +18,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
-	"github.com/lastcall-dev/lastcall/internal/version"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
-	"github.com/lastcall-dev/lastcall/pkg/webhook"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
 // Exit codes.
@@ -276,7 +275,7 @@ func loadCatalog(path string) (*profiles.Catalog, error) {
 			items = append(items, sp)
 		}
 	}
-	catalog, errs := webhook.Layer(items)
+	catalog, errs := v1alpha1.Catalog(items)
 	if len(errs) > 0 {
 		names := make([]string, 0, len(errs))
 		for n := range errs {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lastcall-dev/lastcall/internal/version"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
 // Explanation is `lastcall explain -o json`: a stable document for tools. Fields are only ever added.

@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/lastcall-dev/lastcall/internal/testcases"
-	"github.com/lastcall-dev/lastcall/internal/version"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
 const goldenDir = "../../pkg/mutate/testdata"
@@ -52,32 +52,13 @@ func caseFlags(t *testing.T, c testcases.Case) []string {
 	policy["capabilities"] = map[string]any{"preStopSleep": fmt.Sprint(caps.PreStopSleep), "stopSignal": caps.StopSignal}
 	writeYAML(t, filepath.Join(dir, "policy.yaml"), policy)
 	args := []string{"--policy", filepath.Join(dir, "policy.yaml"), "--namespace", c.Namespace.Name}
-	if len(c.Spec.Profiles) > 0 {
+	if len(c.Profiles) > 0 {
 		pdir := filepath.Join(dir, "profiles")
 		if err := os.Mkdir(pdir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range c.Spec.Profiles {
-			spec := map[string]any{}
-			if p.DrainDelay != "" {
-				spec["drainDelay"] = p.DrainDelay
-			}
-			if p.DrainTimeout != "" {
-				spec["drainTimeout"] = p.DrainTimeout
-			}
-			if p.StopSignal != "" {
-				spec["stopSignal"] = p.StopSignal
-			}
-			if p.Checks != nil {
-				spec["checks"] = p.Checks
-			}
-			if p.Match != nil {
-				spec["match"] = p.Match
-			}
-			writeYAML(t, filepath.Join(pdir, p.Name+".yaml"), map[string]any{
-				"apiVersion": "lastcall.dev/v1alpha1", "kind": "ShutdownProfile",
-				"metadata": map[string]any{"name": p.Name}, "spec": spec,
-			})
+		for _, p := range c.Profiles {
+			writeYAML(t, filepath.Join(pdir, p.Name+".yaml"), p)
 		}
 		args = append(args, "--profiles", pdir)
 	}

@@ -36,8 +36,11 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
-	"github.com/lastcall-dev/lastcall/internal/version"
+	"github.com/lastcall-dev/lastcall/internal/certs"
+	"github.com/lastcall-dev/lastcall/internal/controller"
+	"github.com/lastcall-dev/lastcall/internal/namespaces"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 	"github.com/lastcall-dev/lastcall/pkg/webhook"
 )
 
@@ -131,24 +134,24 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		return fmt.Errorf("manager: %w", err)
 	}
 
-	profilesR := webhook.NewProfileReconciler(mgr.GetClient(), log.WithName("profiles"))
+	profilesR := controller.NewProfileReconciler(mgr.GetClient(), log.WithName("profiles"))
 	if err := ctrl.NewControllerManagedBy(mgr).Named("shutdownprofiles").For(&v1alpha1.ShutdownProfile{}).Complete(profilesR); err != nil {
 		return fmt.Errorf("ShutdownProfile controller: %w", err)
 	}
 	// Namespaces are not in the manager's cache: an informer would keep an object per namespace, and the
-	// webhook needs only each namespace's lastcall keys (see NamespaceIndex).
+	// webhook needs only each namespace's lastcall keys (see namespaces.Index).
 	mc, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
 	if err != nil {
 		return fmt.Errorf("metadata client: %w", err)
 	}
-	namespaces := webhook.NewNamespaceIndex(webhook.NamespaceListWatch(mc))
-	if err := mgr.Add(namespaces); err != nil {
+	nsIndex := namespaces.NewIndex(namespaces.ListWatch(mc))
+	if err := mgr.Add(nsIndex); err != nil {
 		return fmt.Errorf("namespace index: %w", err)
 	}
 
 	handler := &webhook.Handler{
 		Engine:     mutate.New(mutate.Options{Policy: policy, Capabilities: caps, Version: version.Version}),
-		Namespaces: namespaces,
+		Namespaces: nsIndex,
 		Profiles:   profilesR,
 		Log:        log.WithName("admission"),
 		Metrics:    webhook.NewMetrics(crmetrics.Registry),
@@ -160,7 +163,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	whs.Register(webhook.Path, &crwebhook.Admission{Handler: handler})
 	// The server waits for the namespace index as it waits for the certificates: admission with an empty
 	// index would ignore every namespace's labels and annotations.
-	if err := mgr.Add(&afterCerts{dir: o.CertDir, server: whs, ready: namespaces.HasSynced}); err != nil {
+	if err := mgr.Add(&afterCerts{dir: o.CertDir, server: whs, ready: nsIndex.HasSynced}); err != nil {
 		return err
 	}
 
@@ -174,7 +177,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		if err != nil {
 			return err
 		}
-		if err := webhook.EnsureSecret(ctx, direct, key); err != nil {
+		if err := certs.EnsureSecret(ctx, direct, key); err != nil {
 			return err
 		}
 		svc := o.ServiceName + "." + o.Namespace + ".svc"
@@ -188,7 +191,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		}); err != nil {
 			return fmt.Errorf("certificate rotator: %w", err)
 		}
-		if err := mgr.Add(&webhook.SecretFiles{Reader: direct, Key: key, Dir: o.CertDir, Log: log.WithName("certs")}); err != nil {
+		if err := mgr.Add(&certs.SecretFiles{Reader: direct, Key: key, Dir: o.CertDir, Log: log.WithName("certs")}); err != nil {
 			return err
 		}
 	} else {
@@ -205,7 +208,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		}
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		for !namespaces.HasSynced() {
+		for !nsIndex.HasSynced() {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -244,7 +247,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		if _, err := os.Stat(filepath.Join(o.CertDir, corev1.TLSCertKey)); err != nil {
 			return fmt.Errorf("no serving certificate yet: %w", err)
 		}
-		if !namespaces.HasSynced() {
+		if !nsIndex.HasSynced() {
 			return errors.New("namespaces not loaded yet")
 		}
 		if !profilesR.Synced() && !noProfiles(mgr) {

@@ -13,11 +13,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
@@ -44,24 +45,23 @@ type Spec struct {
 	EnvtestSkip string `json:"envtestSkip,omitempty"`
 }
 
-// ProfileSpec is a ShutdownProfile as a fixture states it.
+// ProfileSpec is a ShutdownProfile as a fixture states it: its name and its spec, side by side.
 type ProfileSpec struct {
-	Name         string          `json:"name"`
-	DrainDelay   string          `json:"drainDelay,omitempty"`
-	StopSignal   string          `json:"stopSignal,omitempty"`
-	DrainTimeout string          `json:"drainTimeout,omitempty"`
-	Checks       []string        `json:"checks,omitempty"`
-	Match        *profiles.Match `json:"match,omitempty"`
+	Name                         string `json:"name"`
+	v1alpha1.ShutdownProfileSpec `json:",inline"`
 }
 
 // Case is one loaded fixture.
 type Case struct {
-	Name      string
-	Spec      Spec
-	Pod       *corev1.Pod
-	PodJSON   []byte // the input Pod as JSON, as an API server would send it
-	Engine    *mutate.Engine
-	Catalog   *profiles.Catalog
+	Name    string
+	Spec    Spec
+	Pod     *corev1.Pod
+	PodJSON []byte // the input Pod as JSON, as an API server would send it
+	Engine  *mutate.Engine
+	Catalog *profiles.Catalog
+	// Profiles are the fixture's ShutdownProfiles as the API server would hold them; Catalog is made from them
+	// by the same conversion the webhook uses.
+	Profiles  []v1alpha1.ShutdownProfile
 	Namespace mutate.Namespace
 	Golden    string // path of the expected output
 }
@@ -132,31 +132,17 @@ func loadOne(path string) (Case, error) {
 	}
 	c.Engine = mutate.New(mutate.Options{Policy: policy, Capabilities: caps, Version: Version})
 	c.Catalog = profiles.Builtins()
-	if len(c.Spec.Profiles) > 0 {
-		var ovs []profiles.Override
-		for _, p := range c.Spec.Profiles {
-			o := profiles.Override{Name: p.Name, StopSignal: p.StopSignal, Checks: p.Checks, Match: p.Match, Source: "ShutdownProfile/" + p.Name}
-			if p.DrainDelay != "" {
-				d, err := time.ParseDuration(p.DrainDelay)
-				if err != nil {
-					return Case{}, err
-				}
-				o.DrainDelay = &d
-			}
-			if p.DrainTimeout != "" {
-				d, err := time.ParseDuration(p.DrainTimeout)
-				if err != nil {
-					return Case{}, err
-				}
-				o.DrainTimeout = &d
-			}
-			ovs = append(ovs, o)
-		}
-		var errs map[string]error
-		c.Catalog, errs = c.Catalog.Layer(ovs)
-		for n, err := range errs {
-			return Case{}, fmt.Errorf("profile %s: %w", n, err)
-		}
+	for _, p := range c.Spec.Profiles {
+		c.Profiles = append(c.Profiles, v1alpha1.ShutdownProfile{
+			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ShutdownProfile"},
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name},
+			Spec:       p.ShutdownProfileSpec,
+		})
+	}
+	var errs map[string]error
+	c.Catalog, errs = v1alpha1.Catalog(c.Profiles)
+	for n, err := range errs {
+		return Case{}, fmt.Errorf("profile %s: %w", n, err)
 	}
 	c.Namespace = mutate.Namespace{Name: c.Spec.Namespace.Name, Labels: c.Spec.Namespace.Labels, Annotations: c.Spec.Namespace.Annotations}
 	if c.Namespace.Name == "" {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/lastcall-dev/lastcall/internal/version"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
 // Exit codes, documented in the package doc and in every --help.

@@ -48,7 +48,7 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "lastcall-webhook")
 	// Built as the Makefile and the image build it.
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall-webhook")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/webhook")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

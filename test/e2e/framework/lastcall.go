@@ -42,13 +42,16 @@ func LastcallImages() []string {
 // points hack/images.sh at them (LASTCALL_BIN_DIR), leaving bin/ to `make build`.
 func BuildLastcall(ctx context.Context, root string) error {
 	dir := filepath.Join(root, "_output", "e2e", "bin")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
-		"-ldflags", "-s -w -X github.com/lastcall-dev/lastcall/internal/version.Version="+LastcallVersion(),
-		"-o", dir+"/", "./cmd/lastcall-webhook", "./cmd/lastcall-shim")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w: %s", err, out)
+	// The webhook's main package is cmd/webhook; its binary (and hack/images.sh's input) is lastcall-webhook.
+	for out, pkg := range map[string]string{"lastcall-webhook": "./cmd/webhook", "lastcall-shim": "./cmd/lastcall-shim"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
+			"-ldflags", "-s -w -X github.com/lastcall-dev/lastcall/pkg/version.Version="+LastcallVersion(),
+			"-o", filepath.Join(dir, out), pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %w: %s", pkg, err, b)
+		}
 	}
 	return os.Setenv("LASTCALL_BIN_DIR", dir)
 }

@@ -1,4 +1,6 @@
-package webhook
+// Package certs keeps the webhook server's serving certificate in files: it creates the Secret the rotator
+// fills (self mode) and copies that Secret into the server's certificate directory whenever it changes.
+package certs
 
 import (
 	"bytes"

@@ -9,7 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lastcall-dev/lastcall/internal/server"
-	"github.com/lastcall-dev/lastcall/internal/version"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
 func main() {

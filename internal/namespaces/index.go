@@ -1,4 +1,4 @@
-package webhook
+package namespaces
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 )
 
-// NamespaceIndex answers the engine's namespace lookups from a compact index that a reflector keeps current.
+// Index answers the engine's namespace lookups from a compact index that a reflector keeps current.
 //
 // The engine needs a namespace's name and its lastcall labels and annotations, nothing else. An informer keeps
 // a whole object per namespace in its store (a trimmed PartialObjectMetadata still costs about 700 bytes with
@@ -31,7 +31,7 @@ import (
 //
 // The maps handed out by Namespace are shared between namespaces and with the index: callers must not modify
 // them (the engine only reads them).
-type NamespaceIndex struct {
+type Index struct {
 	lw cache.ListerWatcher
 
 	mu     sync.RWMutex
@@ -62,14 +62,14 @@ func newSharedKeys() *sharedKeys {
 	return &sharedKeys{entries: map[string]*namespaceKeys{}, maps: map[string]map[string]string{}}
 }
 
-// NewNamespaceIndex returns an empty index that Start fills from lw (namespaces as metadata-only objects).
-func NewNamespaceIndex(lw cache.ListerWatcher) *NamespaceIndex {
-	return &NamespaceIndex{lw: lw, byName: map[string]*namespaceKeys{}, shared: newSharedKeys()}
+// NewIndex returns an empty index that Start fills from lw (namespaces as metadata-only objects).
+func NewIndex(lw cache.ListerWatcher) *Index {
+	return &Index{lw: lw, byName: map[string]*namespaceKeys{}, shared: newSharedKeys()}
 }
 
-// NamespaceListWatch lists and watches namespaces as metadata only: the index reads nothing from the spec or
+// ListWatch lists and watches namespaces as metadata only: the index reads nothing from the spec or
 // status, so there is no reason to transfer and decode them.
-func NamespaceListWatch(c metadata.Interface) cache.ListerWatcher {
+func ListWatch(c metadata.Interface) cache.ListerWatcher {
 	res := c.Resource(corev1.SchemeGroupVersion.WithResource("namespaces"))
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -81,8 +81,8 @@ func NamespaceListWatch(c metadata.Interface) cache.ListerWatcher {
 	}
 }
 
-// Namespace implements NamespaceGetter.
-func (x *NamespaceIndex) Namespace(name string) (mutate.Namespace, bool) {
+// Namespace implements webhook.NamespaceGetter.
+func (x *Index) Namespace(name string) (mutate.Namespace, bool) {
 	x.mu.RLock()
 	e, ok := x.byName[name]
 	x.mu.RUnlock()
@@ -94,23 +94,23 @@ func (x *NamespaceIndex) Namespace(name string) (mutate.Namespace, bool) {
 }
 
 // HasSynced reports whether the index holds a full list of the cluster's namespaces.
-func (x *NamespaceIndex) HasSynced() bool { return x.synced.Load() }
+func (x *Index) HasSynced() bool { return x.synced.Load() }
 
 // Start runs the reflector until ctx ends: a list, then a watch, relisting when the watch cannot resume.
-func (x *NamespaceIndex) Start(ctx context.Context) error {
-	r := cache.NewReflectorWithOptions(x.lw, NamespaceMeta(), x, cache.ReflectorOptions{Name: "lastcall-namespaces"})
+func (x *Index) Start(ctx context.Context) error {
+	r := cache.NewReflectorWithOptions(x.lw, Meta(), x, cache.ReflectorOptions{Name: "lastcall-namespaces"})
 	r.RunWithContext(ctx)
 	return nil
 }
 
 // NeedLeaderElection: every replica admits pods, so every replica needs the index.
-func (x *NamespaceIndex) NeedLeaderElection() bool { return false }
+func (x *Index) NeedLeaderElection() bool { return false }
 
 // Add implements cache.ReflectorStore.
-func (x *NamespaceIndex) Add(obj any) error { return x.Update(obj) }
+func (x *Index) Add(obj any) error { return x.Update(obj) }
 
 // Update implements cache.ReflectorStore.
-func (x *NamespaceIndex) Update(obj any) error {
+func (x *Index) Update(obj any) error {
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return fmt.Errorf("namespace index: %w", err)
@@ -123,7 +123,7 @@ func (x *NamespaceIndex) Update(obj any) error {
 
 // Delete implements cache.ReflectorStore. It also takes the tombstone an informer hands out for a namespace
 // whose deletion it missed.
-func (x *NamespaceIndex) Delete(obj any) error {
+func (x *Index) Delete(obj any) error {
 	var name string
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		// Namespaces are cluster-scoped: the key is the name.
@@ -143,7 +143,7 @@ func (x *NamespaceIndex) Delete(obj any) error {
 
 // Replace implements cache.ReflectorStore: a full list replaces the whole index, which is how namespaces
 // deleted while the watch was down disappear.
-func (x *NamespaceIndex) Replace(list []any, _ string) error {
+func (x *Index) Replace(list []any, _ string) error {
 	byName := make(map[string]*namespaceKeys, len(list))
 	shared := newSharedKeys()
 	for _, obj := range list {
@@ -163,18 +163,18 @@ func (x *NamespaceIndex) Replace(list []any, _ string) error {
 }
 
 // Resync implements cache.ReflectorStore; the index has nothing to resync.
-func (x *NamespaceIndex) Resync() error { return nil }
+func (x *Index) Resync() error { return nil }
 
 // Transformer implements cache.TransformingStore: when the reflector streams the initial list (watch-list), it
 // holds every namespace until the list ends, and this keeps only what the index reads.
-func (x *NamespaceIndex) Transformer() cache.TransformFunc { return trimNamespace }
+func (x *Index) Transformer() cache.TransformFunc { return trimNamespace }
 
 func trimNamespace(obj any) (any, error) {
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return nil, fmt.Errorf("namespace index: %w", err)
 	}
-	t := NamespaceMeta()
+	t := Meta()
 	t.Name, t.ResourceVersion = m.GetName(), m.GetResourceVersion()
 	t.Labels, t.Annotations = onlyLastcall(m.GetLabels()), onlyLastcall(m.GetAnnotations())
 	return t, nil
@@ -252,10 +252,10 @@ func onlyLastcall(in map[string]string) map[string]string {
 	return keep
 }
 
-var _ cache.TransformingStore = (*NamespaceIndex)(nil)
+var _ cache.TransformingStore = (*Index)(nil)
 
-// NamespaceMeta returns an empty metadata-only Namespace, the type the namespace reflector lists and watches.
-func NamespaceMeta() *metav1.PartialObjectMetadata {
+// Meta returns an empty metadata-only Namespace, the type the namespace reflector lists and watches.
+func Meta() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return m

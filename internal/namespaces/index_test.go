@@ -1,4 +1,4 @@
-package webhook
+package namespaces
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 )
 
 func nsMeta(name string, labels, annotations map[string]string) *metav1.PartialObjectMetadata {
-	m := NamespaceMeta()
+	m := Meta()
 	m.Name, m.Labels, m.Annotations = name, labels, annotations
 	m.UID, m.ResourceVersion = types.UID("uid-"+name), "1"
 	m.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
@@ -29,7 +29,7 @@ func sameMap(a, b map[string]string) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-func mustNamespace(t *testing.T, x *NamespaceIndex, name string, want mutate.Namespace) {
+func mustNamespace(t *testing.T, x *Index, name string, want mutate.Namespace) {
 	t.Helper()
 	got, ok := x.Namespace(name)
 	if !ok {
@@ -40,15 +40,15 @@ func mustNamespace(t *testing.T, x *NamespaceIndex, name string, want mutate.Nam
 	}
 }
 
-func mustNotKnow(t *testing.T, x *NamespaceIndex, name string) {
+func mustNotKnow(t *testing.T, x *Index, name string) {
 	t.Helper()
 	if got, ok := x.Namespace(name); ok || !reflect.DeepEqual(got, mutate.Namespace{Name: name}) {
 		t.Fatalf("namespace %s = %+v, %v; want unknown", name, got, ok)
 	}
 }
 
-func TestNamespaceIndexKeepsOnlyLastcallKeys(t *testing.T) {
-	x := NewNamespaceIndex(nil)
+func TestIndexKeepsOnlyLastcallKeys(t *testing.T) {
+	x := NewIndex(nil)
 	if x.HasSynced() {
 		t.Fatal("synced before the first list")
 	}
@@ -73,8 +73,8 @@ func TestNamespaceIndexKeepsOnlyLastcallKeys(t *testing.T) {
 	mustNotKnow(t, x, "missing")
 }
 
-func TestNamespaceIndexFollowsUpdatesAndDeletes(t *testing.T) {
-	x := NewNamespaceIndex(nil)
+func TestIndexFollowsUpdatesAndDeletes(t *testing.T) {
+	x := NewIndex(nil)
 	if err := x.Replace([]any{nsMeta("a", nil, nil), nsMeta("b", nil, nil), nsMeta("gone", nil, nil)}, "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +125,8 @@ func TestNamespaceIndexFollowsUpdatesAndDeletes(t *testing.T) {
 
 // Namespaces with the same lastcall keys share one entry, which keeps 10,000 namespaces small (test/memory);
 // sets that only look alike must not be merged.
-func TestNamespaceIndexSharesEqualKeys(t *testing.T) {
-	x := NewNamespaceIndex(nil)
+func TestIndexSharesEqualKeys(t *testing.T) {
+	x := NewIndex(nil)
 	enabled := map[string]string{"lastcall.dev/inject": "enabled"}
 	objs := []any{
 		nsMeta("a", map[string]string{"lastcall.dev/inject": "enabled", "team": "a"}, nil),
@@ -168,8 +168,8 @@ func TestNamespaceIndexSharesEqualKeys(t *testing.T) {
 	}
 }
 
-func TestNamespaceIndexSharingIsBounded(t *testing.T) {
-	x := NewNamespaceIndex(nil)
+func TestIndexSharingIsBounded(t *testing.T) {
+	x := NewIndex(nil)
 	if err := x.Replace(nil, "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +195,8 @@ func TestNamespaceIndexSharingIsBounded(t *testing.T) {
 }
 
 // Admission reads while the reflector writes; run with -race.
-func TestNamespaceIndexConcurrentReads(t *testing.T) {
-	x := NewNamespaceIndex(nil)
+func TestIndexConcurrentReads(t *testing.T) {
+	x := NewIndex(nil)
 	if err := x.Replace([]any{nsMeta("stable", map[string]string{"lastcall.dev/inject": "enabled"}, nil)}, "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -243,14 +243,14 @@ func TestNamespaceIndexConcurrentReads(t *testing.T) {
 
 // When the reflector streams the initial list, it holds the transformed objects until the list ends: they
 // must carry only the name and lastcall keys, and still index the same.
-func TestNamespaceIndexTransformer(t *testing.T) {
-	x := NewNamespaceIndex(nil)
+func TestIndexTransformer(t *testing.T) {
+	x := NewIndex(nil)
 	out, err := x.Transformer()(nsMeta("a", map[string]string{"lastcall.dev/inject": "enabled", "team": "x"}, map[string]string{"owner": "me"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := out.(*metav1.PartialObjectMetadata)
-	want := NamespaceMeta()
+	want := Meta()
 	want.Name, want.ResourceVersion, want.Labels = "a", "1", map[string]string{"lastcall.dev/inject": "enabled"}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("transformed to %+v, want %+v", m, want)
@@ -267,7 +267,7 @@ type noWatchList struct{}
 func (noWatchList) IsWatchListSemanticsUnSupported() bool { return true }
 
 // Start drives the index with a real reflector: it is synced after the first list, and watch events apply.
-func TestNamespaceIndexStartListsThenWatches(t *testing.T) {
+func TestIndexStartListsThenWatches(t *testing.T) {
 	w := watch.NewFake()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
@@ -276,7 +276,7 @@ func TestNamespaceIndexStartListsThenWatches(t *testing.T) {
 		},
 		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return w, nil },
 	}
-	x := NewNamespaceIndex(cache.ToListWatcherWithWatchListSemantics(lw, noWatchList{}))
+	x := NewIndex(cache.ToListWatcherWithWatchListSemantics(lw, noWatchList{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- x.Start(ctx) }()

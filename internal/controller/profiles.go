@@ -1,4 +1,6 @@
-package webhook
+// Package controller runs the ShutdownProfile controller of the webhook server: it keeps the profile catalog
+// that admission reads current, and reports on each ShutdownProfile whether the webhook accepted it.
+package controller
 
 import (
 	"context"
@@ -33,7 +35,7 @@ func NewProfileReconciler(c client.Client, log logr.Logger) *ProfileReconciler {
 	return r
 }
 
-// Catalog implements CatalogSource.
+// Catalog implements webhook.CatalogSource.
 func (r *ProfileReconciler) Catalog() *profiles.Catalog { return r.current.Load() }
 
 // Synced reports whether the catalog reflects the cluster's ShutdownProfiles at least once.
@@ -46,7 +48,7 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.Client.List(ctx, &list); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list ShutdownProfiles: %w", err)
 	}
-	cat, errs := Layer(list.Items)
+	cat, errs := v1alpha1.Catalog(list.Items)
 	r.current.Store(cat)
 	r.synced.Store(true)
 	r.Log.Info("profile catalog updated", "profiles", len(cat.Names()), "rejected", len(errs))
@@ -75,33 +77,4 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 	return ctrl.Result{}, nil
-}
-
-// Layer turns ShutdownProfiles into a catalog over the built-ins.
-func Layer(items []v1alpha1.ShutdownProfile) (*profiles.Catalog, map[string]error) {
-	ovs := make([]profiles.Override, 0, len(items))
-	for i := range items {
-		ovs = append(ovs, OverrideFrom(&items[i]))
-	}
-	return profiles.Builtins().Layer(ovs)
-}
-
-// OverrideFrom converts a ShutdownProfile into a catalog override.
-func OverrideFrom(sp *v1alpha1.ShutdownProfile) profiles.Override {
-	o := profiles.Override{
-		Name: sp.Name, Description: sp.Spec.Description, StopSignal: sp.Spec.StopSignal,
-		Checks: sp.Spec.Checks, Supervise: sp.Spec.Supervise, Source: "ShutdownProfile/" + sp.Name,
-	}
-	if sp.Spec.DrainDelay != nil {
-		d := sp.Spec.DrainDelay.Duration
-		o.DrainDelay = &d
-	}
-	if sp.Spec.DrainTimeout != nil {
-		d := sp.Spec.DrainTimeout.Duration
-		o.DrainTimeout = &d
-	}
-	if m := sp.Spec.Match; m != nil {
-		o.Match = &profiles.Match{Images: m.Images, Commands: m.Commands}
-	}
-	return o
 }

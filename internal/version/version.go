@@ -1,6 +1,0 @@
-// Package version holds the build's version string; the Makefile sets it with
-// -ldflags '-X github.com/lastcall-dev/lastcall/internal/version.Version=...'.
-package version
-
-// Version is the release this binary was built from ("v0.1.0-dev" for builds outside the Makefile).
-var Version = "v0.1.0-dev"
