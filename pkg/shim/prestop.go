@@ -27,12 +27,20 @@ type Prestop struct {
 // errTimeout marks a target that outlived Timeout; prestop maps it to ExitTimeout.
 var errTimeout = errors.New("timeout")
 
-// Run executes the hook. It resolves the target first, so a hook that cannot find its process fails at once
-// rather than after the delay, and pins the process by PID and start time so a reused PID is never signalled.
+// Run executes the hook. It resolves the target first and pins it by PID and start time, so a reused PID is
+// never signalled. When no target is found it still sleeps the delay before failing: the delay is what keeps
+// traffic flowing to a pod whose endpoints are being removed, and the kubelet's own stop signal follows the
+// hook's exit, so a hook that failed at once would give the pod no drain at all.
 func (p *Prestop) Run(ctx context.Context) error {
 	t, err := p.Proc.FindTarget(p.Target)
 	if err != nil {
-		return withCode(ExitNoTarget, err)
+		if p.Delay > 0 {
+			p.logf("no target process (%v); sleeping the %s drain delay before giving up", err, p.Delay)
+			if serr := sleepCtx(ctx, p.Delay); serr != nil {
+				return withCode(ExitNoTarget, fmt.Errorf("%w; interrupted during the %s delay: %w", err, p.Delay, serr))
+			}
+		}
+		return withCode(ExitNoTarget, fmt.Errorf("%w; waited the %s drain delay, sending nothing: the kubelet now sends the container's stop signal", err, p.Delay))
 	}
 	sig := SignalName(p.Signal)
 	p.logf("target %s (pid %d): %s; %s in %s, then wait up to %s for it to exit", t.Comm, t.PID, t.Why, sig, p.Delay, p.Timeout)

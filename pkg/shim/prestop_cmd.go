@@ -15,9 +15,10 @@ Sleeps D, sends S to the container's main process, and returns once it has exite
 or T has passed. Before signalling it prints one line saying that, when the target is PID 1, the kubelet will
 report this hook as failed (exit 137) because the kernel kills the hook when PID 1 exits: that is expected.
 
-Targets: auto = PID 1, unless PID 1 is the pod's pause process (shareProcessNamespace): then the oldest process
-with PPid 0 in this hook's cgroup; pid:N; name:NAME = oldest process in this hook's cgroup whose comm is NAME.
-Never signals pause or a process of another container (auto, name).`
+Targets: auto = PID 1, unless PID 1 is pause or in another cgroup (shareProcessNamespace, hostPID): then the
+earliest-started process of this hook's cgroup whose parent is outside it (not the hook or its ancestors);
+pid:N; name:NAME = oldest process in this hook's cgroup whose comm is NAME. Never signals pause or a process
+of another cgroup (auto, name). Without a target it still sleeps D, then exits 3.`
 
 func prestopMain(args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("prestop", prestopSynopsis, stdout)

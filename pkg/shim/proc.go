@@ -31,8 +31,12 @@ type procStat struct {
 	Comm      string
 	State     byte
 	PPid      int
+	Flags     uint64 // PF_* flags: PF_KTHREAD marks kernel threads
 	StartTime uint64 // clock ticks since boot: with PID, identifies a process across PID reuse
 }
+
+// pfKthread is the kernel's PF_KTHREAD flag (include/linux/sched.h).
+const pfKthread = 0x00200000
 
 // errGone reports a process that no longer exists.
 var errGone = errors.New("process has exited")
@@ -78,7 +82,11 @@ func parseStat(b []byte) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("malformed stat starttime: %w", err)
 	}
-	return procStat{PID: pid, Comm: string(b[open+1 : closing]), State: rest[0][0], PPid: ppid, StartTime: start}, nil
+	flags, err := strconv.ParseUint(rest[6], 10, 64) // field 9
+	if err != nil {
+		return procStat{}, fmt.Errorf("malformed stat flags: %w", err)
+	}
+	return procStat{PID: pid, Comm: string(b[open+1 : closing]), State: rest[0][0], PPid: ppid, Flags: flags, StartTime: start}, nil
 }
 
 // cgroup returns the content of /proc/NAME/cgroup; two processes of one container have identical content.
@@ -88,6 +96,15 @@ func (p Procfs) cgroup(name string) (string, error) {
 		return "", fmt.Errorf("read cgroup of %s: %w", name, err)
 	}
 	return string(b), nil
+}
+
+// cgroupNS returns the cgroup namespace link of /proc/NAME ("cgroup:[4026531835]").
+func (p Procfs) cgroupNS(name string) (string, error) {
+	l, err := os.Readlink(filepath.Join(p.root(), name, "ns", "cgroup"))
+	if err != nil {
+		return "", fmt.Errorf("read cgroup namespace of %s: %w", name, err)
+	}
+	return l, nil
 }
 
 // comm returns /proc/PID/comm, the name the kernel took from the executable (at most 15 bytes).

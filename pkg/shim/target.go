@@ -76,10 +76,12 @@ func (p Procfs) targetByPID(pid int) (Target, error) {
 	return Target{PID: pid, Comm: p.name(st), StartTime: st.StartTime, Why: "--target pid:" + strconv.Itoa(pid)}, nil
 }
 
-// targetAuto picks PID 1 in an ordinary container. When the pod shares its process namespace, PID 1 is the
-// sandbox's pause process in another cgroup; this container's main process is then the oldest process in this
-// hook's own cgroup whose parent is outside the namespace (PPid 0). PPid 0 alone is not enough: exec'd processes,
-// this hook included, have it too, hence the start time.
+// targetAuto picks PID 1 in an ordinary container. Otherwise PID 1 is not this container's: the sandbox's pause
+// process (shareProcessNamespace), or the host's init (hostPID). This container's main process is then the
+// earliest-started process of this hook's own cgroup that is a root of the container's process tree: its parent
+// is outside the namespace (PPid 0, shared namespace) or in another cgroup (hostPID: containerd-shim or runc).
+// The hook itself and its ancestors are roots too (runc execs the hook from outside), hence the exclusion and the
+// start time. A process of another cgroup, the host's included, is never chosen.
 func (p Procfs) targetAuto() (Target, error) {
 	selfCg, err := p.cgroup("self")
 	if err != nil {
@@ -97,13 +99,45 @@ func (p Procfs) targetAuto() (Target, error) {
 	if initName != pauseComm && initCg == selfCg {
 		return Target{PID: 1, Comm: initName, StartTime: init.StartTime, Why: "PID 1 of this container"}, nil
 	}
-	t, err := p.oldestInOwnCgroup(selfCg, func(st procStat, _ string) bool { return st.PPid == 0 })
+	if isRootCgroup(selfCg) && !p.ownCgroupNS() {
+		// Every process of the host may share the root cgroup: "same cgroup" would not mean "same container".
+		return Target{}, fmt.Errorf("PID 1 is %s in another cgroup and this hook runs in the root cgroup, so this container's processes cannot be told from the host's: %w",
+			initName, errNoTarget)
+	}
+	cgOf := map[int]string{}
+	inOwn := func(pid int) bool {
+		cg, ok := cgOf[pid]
+		if !ok {
+			cg, _ = p.cgroup(strconv.Itoa(pid))
+			cgOf[pid] = cg
+		}
+		return cg == selfCg
+	}
+	t, err := p.oldestInOwnCgroup(selfCg, func(st procStat, _ string) bool { return st.PPid == 0 || !inOwn(st.PPid) })
 	if err != nil {
-		return Target{}, fmt.Errorf("PID 1 is %s in another cgroup (shared process namespace) and no process with PPid 0 shares this hook's cgroup: %w",
+		return Target{}, fmt.Errorf("PID 1 is %s in another cgroup (shared process namespace or hostPID) and no other process shares this hook's cgroup: %w",
 			initName, err)
 	}
-	t.Why = fmt.Sprintf("oldest process of this container (PID 1 is %s: shared process namespace)", initName)
+	t.Why = fmt.Sprintf("earliest-started process of this container's cgroup (PID 1 is %s in another cgroup: shared process namespace or hostPID)", initName)
 	return t, nil
+}
+
+// isRootCgroup reports whether every hierarchy in a /proc/PID/cgroup text is at "/".
+func isRootCgroup(cg string) bool {
+	for _, line := range strings.Split(strings.TrimSpace(cg), "\n") {
+		if i := strings.LastIndexByte(line, ':'); i < 0 || line[i+1:] != "/" {
+			return false
+		}
+	}
+	return true
+}
+
+// ownCgroupNS reports whether this hook has a cgroup namespace of its own (then "/" is the container's cgroup).
+// When PID 1's namespace cannot be read, it assumes not: refusing is safer than signalling a host process.
+func (p Procfs) ownCgroupNS() bool {
+	self, err1 := p.cgroupNS("self")
+	init, err2 := p.cgroupNS("1")
+	return err1 == nil && err2 == nil && self != init
 }
 
 // targetByName picks the oldest process of this container named name: nginx's master starts before its workers.
@@ -120,12 +154,23 @@ func (p Procfs) targetByName(name string) (Target, error) {
 	return t, nil
 }
 
-// oldestInOwnCgroup returns the earliest-started live process other than this hook that shares cgroup selfCg,
-// is not pause, and satisfies keep. Processes that vanish while being read are skipped.
+// oldestInOwnCgroup returns the earliest-started live process other than this hook and its ancestors that
+// shares cgroup selfCg, is neither pause nor a kernel thread, and satisfies keep. Processes that vanish while
+// being read are skipped.
 func (p Procfs) oldestInOwnCgroup(selfCg string, keep func(procStat, string) bool) (Target, error) {
 	self, err := p.statPath("self")
 	if err != nil {
 		return Target{}, err
+	}
+	// The hook's ancestors (a shell that runs it, runc when hostPID shows it) are never the app.
+	skip := map[int]bool{self.PID: true}
+	for ppid := self.PPid; ppid > 1 && !skip[ppid] && len(skip) < 64; {
+		skip[ppid] = true
+		st, err := p.stat(ppid)
+		if err != nil {
+			break
+		}
+		ppid = st.PPid
 	}
 	pids, err := p.pids()
 	if err != nil {
@@ -134,11 +179,11 @@ func (p Procfs) oldestInOwnCgroup(selfCg string, keep func(procStat, string) boo
 	var best *procStat
 	var bestName string
 	for _, pid := range pids {
-		if pid == self.PID {
+		if skip[pid] {
 			continue
 		}
 		st, err := p.stat(pid)
-		if err != nil || st.State == 'Z' || st.State == 'X' {
+		if err != nil || st.State == 'Z' || st.State == 'X' || st.Flags&pfKthread != 0 {
 			continue
 		}
 		name := p.name(st)

@@ -65,6 +65,16 @@ func TestFindTarget(t *testing.T) {
 		{pid: 40, comm: "sh", start: 900, cgroup: cgApp},
 		{pid: 41, comm: "lastcall-shim", ppid: 40, start: 901, cgroup: cgApp},
 	}
+	// hostPID: PID 1 is the host's init; containerd-shim (host cgroup) started the main process and, later, runc
+	// exec'd the hook; a host daemon started before the container.
+	hostPID := []fakeProc{
+		{pid: 1, comm: "systemd", start: 1, cgroup: cgPlain},
+		{pid: 300, comm: "kubelet", ppid: 1, start: 20, cgroup: cgOther},
+		{pid: 500, comm: "containerd-shim", ppid: 1, start: 2000, cgroup: cgPause},
+		{pid: 600, comm: "celery", ppid: 500, start: 2001, cgroup: cgApp},
+		{pid: 601, comm: "celery", ppid: 600, start: 2002, cgroup: cgApp},
+		{pid: 700, comm: "lastcall-shim", ppid: 500, start: 3000, cgroup: cgApp},
+	}
 	cases := []struct {
 		name    string
 		self    int
@@ -93,6 +103,18 @@ func TestFindTarget(t *testing.T) {
 		{"auto never picks a pause process even in its own cgroup", 41, []fakeProc{
 			{pid: 1, comm: "pause", start: 10, cgroup: cgApp},
 			{pid: 41, comm: "lastcall-shim", start: 901, cgroup: cgApp},
+		}, "auto", 0},
+		{"auto with hostPID picks this container's main process, not the host's init or an older host process", 700, hostPID, "auto", 600},
+		{"auto with hostPID never picks the hook's own parent when the main process is gone", 701, []fakeProc{
+			hostPID[0], hostPID[1], hostPID[2], {pid: 600, comm: "celery", ppid: 500, state: 'Z', start: 2001, cgroup: cgApp},
+			{pid: 700, comm: "sh", ppid: 500, start: 3000, cgroup: cgApp},
+			{pid: 701, comm: "lastcall-shim", ppid: 700, start: 3001, cgroup: cgApp}}, "auto", 0},
+		{"auto with hostPID never picks a process of another cgroup when the container has none left", 700, []fakeProc{
+			hostPID[0], hostPID[1], hostPID[2], hostPID[5]}, "auto", 0},
+		{"auto with hostPID refuses to search when the hook is in the root cgroup", 30, []fakeProc{
+			{pid: 1, comm: "systemd", start: 1, cgroup: cgOther},
+			{pid: 5, comm: "sshd", start: 4, cgroup: cgPlain},
+			{pid: 30, comm: "lastcall-shim", start: 700, cgroup: cgPlain},
 		}, "auto", 0},
 		{"name picks the oldest match in this container, not the older one in the sidecar", 41, shared, "name:nginx", 20},
 		{"name fails when only another container has it", 41, shared, "name:redis", 0},
