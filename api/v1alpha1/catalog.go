@@ -9,7 +9,7 @@ import "github.com/lastcall-dev/lastcall/pkg/profiles"
 func (sp *ShutdownProfile) Override() profiles.Override {
 	o := profiles.Override{
 		Name: sp.Name, Description: sp.Spec.Description, StopSignal: sp.Spec.StopSignal,
-		Checks: sp.Spec.Checks, Supervise: sp.Spec.Supervise, Source: "ShutdownProfile/" + sp.Name,
+		Checks: sp.Spec.Checks, Supervise: sp.Spec.Supervise, Role: sp.Spec.Role, Source: "ShutdownProfile/" + sp.Name,
 	}
 	if sp.Spec.DrainDelay != nil {
 		d := sp.Spec.DrainDelay.Duration

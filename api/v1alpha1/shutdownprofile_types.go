@@ -67,6 +67,15 @@ type ShutdownProfileSpec struct {
 	// +optional
 	Match *ProfileMatch `json:"match,omitempty"`
 
+	// Role places the server in the request path, for the order in which containers of one pod are signalled:
+	// an upstream (php-fpm, gunicorn, an app server) next to a proxy (nginx, haproxy, envoy) is signalled at
+	// least 1s after the latest proxy, so a request the proxy accepted last still finds it listening. worker
+	// (a queue consumer) and other (a database) are never reordered. Unset: the built-in's role for an
+	// override, other for a new profile.
+	// +optional
+	// +kubebuilder:validation:Enum=proxy;upstream;worker;other
+	Role string `json:"role,omitempty"`
+
 	// Supervise asks for a container with an explicit command to run under `lastcall-shim run`, which turns
 	// the kubelet's SIGTERM into stopSignal. Unset: the policy's supervise default.
 	// +optional
@@ -119,6 +128,7 @@ type ShutdownProfileStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=sp,categories=lastcall
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.spec.role`
 // +kubebuilder:printcolumn:name="Signal",type=string,JSONPath=`.spec.stopSignal`
 // +kubebuilder:printcolumn:name="Delay",type=string,JSONPath=`.spec.drainDelay`
 // +kubebuilder:printcolumn:name="Timeout",type=string,JSONPath=`.spec.drainTimeout`

@@ -100,7 +100,7 @@ func TestProfilesDescribe(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := ProfileInfo{Name: "envoy", Description: "Envoy drains listeners on SIGTERM", Source: "ShutdownProfile/envoy",
+	want := ProfileInfo{Name: "envoy", Description: "Envoy drains listeners on SIGTERM", Source: "ShutdownProfile/envoy", Role: "other",
 		DrainDelay: "0s", StopSignal: "SIGTERM", DrainTimeout: "45s", MatchImages: []string{"envoy"}, DetectionOrder: 1}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("envoy (-want +got):\n%s", d)

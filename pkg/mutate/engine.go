@@ -59,6 +59,12 @@ type plan struct {
 	signal    profiles.Signal
 	timeout   time.Duration
 	supervise bool
+	// target is the process the shim signals by name ("apache2") when PID 1 is a launcher that does not exec.
+	target string
+	// kept: the container has its own preStop hook and the policy keeps it.
+	kept bool
+	// userHook: the container's preStop hook is not lastcall's.
+	userHook bool
 }
 
 // Mutate returns a mutated deep copy of pod and the decisions behind it. It never panics on any Pod the API
@@ -69,13 +75,15 @@ func (e *Engine) Mutate(pod *corev1.Pod, ns Namespace, catalog *profiles.Catalog
 	// Decisions are referenced by pointer while rendering: size the slice once so it never moves.
 	res := &Result{Pod: out, Containers: make([]Decision, 0, len(out.Spec.Containers)+len(out.Spec.InitContainers))}
 	defer finish(res)
-	if s := e.podSkip(out, ns); s != nil {
-		res.Skip = s
-		return res
-	}
 	names := containerNames(out)
 	ps, problems := parseAnnotations(out.Annotations, func(n string) bool { _, ok := names[n]; return ok })
 	res.Problems = problems
+	if s := e.podSkip(out, ns); s != nil {
+		res.Skip = s
+		// A bad value is reported whatever the outcome: a typo must not wait for the day the pod is injected.
+		ps.reportUnused(res, catalog, func(string) string { return "ignored: the pod is skipped (" + s.Message + ")" })
+		return res
+	}
 
 	nsDefault, nsProblem := e.namespaceDefault(ns, catalog)
 	if nsProblem != nil {
@@ -89,20 +97,29 @@ func (e *Engine) Mutate(pod *corev1.Pod, ns Namespace, catalog *profiles.Catalog
 		if !isNativeSidecar(c) || isOurs(c) {
 			continue
 		}
-		if p, ok := e.selectContainer(c, true, &ps, nsDefault, catalog, res); ok {
+		if p, ok := e.selectContainer(out, c, true, &ps, nsDefault, catalog, res); ok {
 			plans = append(plans, p)
 		}
 	}
 	for i := range out.Spec.Containers {
 		c := &out.Spec.Containers[i]
-		if p, ok := e.selectContainer(c, false, &ps, nsDefault, catalog, res); ok {
+		if p, ok := e.selectContainer(out, c, false, &ps, nsDefault, catalog, res); ok {
 			plans = append(plans, p)
 		}
 	}
+	ps.reportUnused(res, catalog, func(container string) string {
+		for i := range res.Containers {
+			if d := &res.Containers[i]; d.Container == container && d.Skip != nil {
+				return "ignored: container " + container + " is skipped (" + d.Skip.Message + ")"
+			}
+		}
+		return "ignored: no container lastcall handles uses it"
+	})
 	if len(plans) == 0 {
 		res.Skip = &Skip{Code: SkipNoContainers, Message: "no container needs lastcall (every one is skipped or has profile none)"}
 		return res
 	}
+	e.markKept(out, plans)
 	e.order(plans)
 	res.Grace = e.grace(out, plans, res)
 	e.render(out, plans, res)
@@ -125,7 +142,7 @@ func isNativeSidecar(c *corev1.Container) bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
 
-// podSkip decides whether the whole pod is left alone.
+// podSkip decides whether the whole pod is left alone, by the selection table in keys.go.
 func (e *Engine) podSkip(p *corev1.Pod, ns Namespace) *Skip {
 	if _, ok := p.Annotations[annotationMirror]; ok {
 		return &Skip{SkipMirrorPod, "static (mirror) pod: the kubelet runs it from a file, the API copy cannot change it"}
@@ -137,7 +154,7 @@ func (e *Engine) podSkip(p *corev1.Pod, ns Namespace) *Skip {
 		return &Skip{SkipPodOptOutLabel, fmt.Sprintf("pod label %s=%q opts it out", LabelInject, v)}
 	}
 	if v, ok := p.Annotations[AnnotationInject]; ok {
-		if b, err := parseBool(v); err == nil && !b {
+		if out, _ := InjectAnnotationValue(v); out {
 			return &Skip{SkipPodOptOutAnno, fmt.Sprintf("pod annotation %s=%q opts it out", AnnotationInject, v)}
 		}
 	}

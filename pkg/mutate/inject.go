@@ -1,11 +1,14 @@
 package mutate
 
 import (
+	"fmt"
+	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
@@ -25,13 +28,23 @@ func isOurs(c *corev1.Container) bool {
 // shimVolumeName returns the volume lastcall uses: the one its own init container mounts, or lastcall-bin,
 // or lastcall-bin-N when the user already has a volume of that name.
 func (e *Engine) shimVolumeName(pod *corev1.Pod) string {
+	ours := false
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		if isOurs(c) && c.Command[0] == ShimImagePath {
+			ours = true
 			for _, m := range c.VolumeMounts {
 				if m.MountPath == ShimDir {
 					return m.Name
 				}
+			}
+		}
+	}
+	if ours {
+		// Our init container lost its mount (someone edited it): the emptyDir we named is still ours.
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == ShimVolumeName && v.EmptyDir != nil {
+				return v.Name
 			}
 		}
 	}
@@ -88,35 +101,46 @@ func restrictedSecurityContext() *corev1.SecurityContext {
 	}
 }
 
-// ensureShim puts the shim's init container first and its emptyDir volume in place (upsert, so a second pass
-// and a changed policy both converge on the same spec).
+// ensureShim puts the shim's init container first and its emptyDir volume in place. On a later pass
+// (reinvocation, the CLI run twice) it updates only what lastcall owns in its container (image, pull policy,
+// command and args, its own mount, the resources it sets, the securityContext fields it sets when unset) and
+// leaves the rest as it finds it: a mount, env or resource another mutator added (the ServiceAccount token
+// mount, a Vault agent's env) and the container's position among init containers. Fighting them would make
+// the API server reinvoke every webhook for every pod, and would break their policy.
 func (e *Engine) ensureShim(pod *corev1.Pod, st *shimState) {
-	want := corev1.Container{
-		Name:                     ShimContainerName,
-		Image:                    e.policy.Shim.Image,
-		ImagePullPolicy:          e.policy.Shim.ImagePullPolicy,
-		Command:                  append([]string(nil), shimInstallCommand...),
-		Resources:                *e.policy.Shim.Resources.DeepCopy(),
-		VolumeMounts:             []corev1.VolumeMount{{Name: st.volume, MountPath: ShimDir}},
-		SecurityContext:          restrictedSecurityContext(),
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
-	}
-	inits := pod.Spec.InitContainers
 	idx := -1
-	for i := range inits {
-		if isOurs(&inits[i]) && inits[i].Command[0] == ShimImagePath {
+	for i := range pod.Spec.InitContainers {
+		if c := &pod.Spec.InitContainers[i]; isOurs(c) && c.Command[0] == ShimImagePath {
 			idx = i
 			break
 		}
 	}
-	if idx >= 0 {
-		want.Name = inits[idx].Name
-		inits = append(inits[:idx], inits[idx+1:]...)
+	if idx < 0 {
+		want := corev1.Container{
+			Name:                     uniqueName(ShimContainerName, takenNames(pod)),
+			Image:                    e.policy.Shim.Image,
+			ImagePullPolicy:          e.policy.Shim.ImagePullPolicy,
+			Command:                  append([]string(nil), shimInstallCommand...),
+			Resources:                *e.policy.Shim.Resources.DeepCopy(),
+			VolumeMounts:             []corev1.VolumeMount{{Name: st.volume, MountPath: ShimDir}},
+			SecurityContext:          restrictedSecurityContext(),
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+		}
+		pod.Spec.InitContainers = append([]corev1.Container{want}, pod.Spec.InitContainers...)
 	} else {
-		want.Name = uniqueName(ShimContainerName, takenNames(pod))
+		c := &pod.Spec.InitContainers[idx]
+		c.Image, c.ImagePullPolicy, c.Args = e.policy.Shim.Image, e.policy.Shim.ImagePullPolicy, nil
+		if !equalStrings(c.Command, shimInstallCommand) {
+			c.Command = append([]string(nil), shimInstallCommand...)
+		}
+		upsertMount(c, corev1.VolumeMount{Name: st.volume, MountPath: ShimDir})
+		setResources(&c.Resources, &e.policy.Shim.Resources)
+		fillSecurityContext(c)
+		if c.TerminationMessagePolicy == "" {
+			c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+		}
 	}
-	pod.Spec.InitContainers = append([]corev1.Container{want}, inits...)
 
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == st.volume {
@@ -124,6 +148,82 @@ func (e *Engine) ensureShim(pod *corev1.Pod, st *shimState) {
 		}
 	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: st.volume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// upsertMount sets the volume and read-only flag of the mount at m.MountPath, or appends m; other mounts
+// (and other fields of that mount) stay as they are, in order.
+func upsertMount(c *corev1.Container, m corev1.VolumeMount) {
+	for i := range c.VolumeMounts {
+		if cur := &c.VolumeMounts[i]; cur.MountPath == m.MountPath {
+			cur.Name, cur.ReadOnly = m.Name, m.ReadOnly
+			if m.SubPath != "" || cur.SubPath != "" {
+				cur.SubPath = m.SubPath
+			}
+			return
+		}
+	}
+	c.VolumeMounts = append(c.VolumeMounts, m)
+}
+
+// setResources sets the quantities the policy names and leaves every other resource as found.
+func setResources(dst, policy *corev1.ResourceRequirements) {
+	set := func(dst *corev1.ResourceList, src corev1.ResourceList) {
+		for name, q := range src {
+			if cur, ok := (*dst)[name]; ok && cur.Cmp(q) == 0 {
+				continue
+			}
+			if *dst == nil {
+				*dst = make(corev1.ResourceList, len(src))
+			}
+			(*dst)[name] = q.DeepCopy()
+		}
+	}
+	set(&dst.Requests, policy.Requests)
+	set(&dst.Limits, policy.Limits)
+}
+
+// fillSecurityContext sets the restricted fields lastcall sets on its own container where they are unset. A
+// field another mutator set is its policy and stays.
+func fillSecurityContext(c *corev1.Container) {
+	want := restrictedSecurityContext()
+	if c.SecurityContext == nil {
+		c.SecurityContext = want
+		return
+	}
+	sc := c.SecurityContext
+	if sc.RunAsNonRoot == nil {
+		sc.RunAsNonRoot = want.RunAsNonRoot
+	}
+	if sc.RunAsUser == nil {
+		sc.RunAsUser = want.RunAsUser
+	}
+	if sc.RunAsGroup == nil {
+		sc.RunAsGroup = want.RunAsGroup
+	}
+	if sc.AllowPrivilegeEscalation == nil {
+		sc.AllowPrivilegeEscalation = want.AllowPrivilegeEscalation
+	}
+	if sc.ReadOnlyRootFilesystem == nil {
+		sc.ReadOnlyRootFilesystem = want.ReadOnlyRootFilesystem
+	}
+	if sc.Capabilities == nil {
+		sc.Capabilities = want.Capabilities
+	}
+	if sc.SeccompProfile == nil {
+		sc.SeccompProfile = want.SeccompProfile
+	}
 }
 
 func takenNames(pod *corev1.Pod) map[string]bool {
@@ -137,17 +237,60 @@ func takenNames(pod *corev1.Pod) map[string]bool {
 	return m
 }
 
-// checkName is the check init container's name for an app container, within the 63-character limit.
-func checkName(container string) string {
+// checkName is the check init container's name for an app container: lastcall-check-<container>, within the
+// 63-character limit (shortened with a hash of the whole container name, so two long names that share a
+// prefix get two names) and different from every name in taken.
+func checkName(container string, taken map[string]bool) string {
 	n := CheckContainerPrefix + container
-	if len(n) > 63 {
-		n = strings.TrimRight(n[:63], "-")
+	if len(n) > MaxNameLength {
+		n = strings.TrimRight(n[:MaxNameLength-9], "-") + "-" + shortHash(container)
 	}
-	return n
+	return uniqueNameMax(n, taken, MaxNameLength)
+}
+
+// shortHash is 8 hex digits of FNV-1a: stable across versions, so a later pass finds the same name.
+func shortHash(s string) string {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// uniqueNameMax is uniqueName for names that must stay within max characters.
+func uniqueNameMax(base string, taken map[string]bool, max int) string {
+	if !taken[base] {
+		return base
+	}
+	for i := 2; ; i++ {
+		suffix := "-" + strconv.Itoa(i)
+		n := base
+		if len(n)+len(suffix) > max {
+			n = strings.TrimRight(n[:max-len(suffix)], "-")
+		}
+		if n += suffix; !taken[n] {
+			return n
+		}
+	}
+}
+
+// checkServes reports whether c is lastcall's check init container for the app container named app: by the
+// CheckForEnv marker, or (checks written before the marker existed) by the exact name lastcall gives it.
+func checkServes(c *corev1.Container, app string) bool {
+	if !isOurs(c) || c.Command[1] != "check" {
+		return false
+	}
+	for i := range c.Env {
+		if c.Env[i].Name == CheckForEnv {
+			return c.Env[i].Value == app && c.Env[i].ValueFrom == nil
+		}
+	}
+	return c.Name == CheckContainerPrefix+app
 }
 
 // ensureCheck upserts the preflight check for one container. It runs in the app's own image with the app's
 // env, mounts and securityContext, because the check must read the configuration the app will really use.
+// The check is found again by the container it serves (CheckForEnv), never by a name prefix: containers php
+// and php-admin each get their own. On a later pass it updates what it derives from the app and leaves what
+// another mutator added (extra env, mounts, resources) in place.
 func (e *Engine) ensureCheck(pod *corev1.Pod, p *plan, st *shimState) {
 	app := p.c
 	cmd := []string{ShimPath, "check", "php-fpm", "--budget", p.timeout.String(), "--mode", e.policy.CheckMode}
@@ -165,12 +308,41 @@ func (e *Engine) ensureCheck(pod *corev1.Pod, p *plan, st *shimState) {
 		}
 	}
 	mounts = append(mounts, corev1.VolumeMount{Name: st.volume, MountPath: ShimDir, ReadOnly: true})
+	env := make([]corev1.EnvVar, 0, len(app.Env)+1)
+	env = append(append(env, deepCopyEnv(app.Env)...), corev1.EnvVar{Name: CheckForEnv, Value: app.Name})
+	p.d.Checks = append(p.d.Checks[:0], string(profiles.CheckPHPFPMProcessControlTimeout))
+
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if !checkServes(c, app.Name) {
+			continue
+		}
+		c.Image, c.ImagePullPolicy, c.WorkingDir, c.Args = app.Image, app.ImagePullPolicy, app.WorkingDir, nil
+		if !equalStrings(c.Command, cmd) {
+			c.Command = cmd
+		}
+		for _, v := range env {
+			upsertEnv(c, v)
+		}
+		for _, f := range app.EnvFrom {
+			upsertEnvFrom(c, f)
+		}
+		for _, m := range mounts {
+			upsertMount(c, m)
+		}
+		setResources(&c.Resources, &e.policy.Checks.Resources)
+		if c.SecurityContext == nil && app.SecurityContext != nil {
+			c.SecurityContext = app.SecurityContext.DeepCopy()
+		}
+		return
+	}
 	want := corev1.Container{
+		Name:                     checkName(app.Name, takenNames(pod)),
 		Image:                    app.Image,
 		ImagePullPolicy:          app.ImagePullPolicy,
 		Command:                  cmd,
 		WorkingDir:               app.WorkingDir,
-		Env:                      deepCopyEnv(app.Env),
+		Env:                      env,
 		EnvFrom:                  deepCopyEnvFrom(app.EnvFrom),
 		VolumeMounts:             mounts,
 		Resources:                *e.policy.Checks.Resources.DeepCopy(),
@@ -180,23 +352,28 @@ func (e *Engine) ensureCheck(pod *corev1.Pod, p *plan, st *shimState) {
 	if app.SecurityContext != nil {
 		want.SecurityContext = app.SecurityContext.DeepCopy()
 	}
-	p.d.Checks = append(p.d.Checks[:0], string(profiles.CheckPHPFPMProcessControlTimeout))
+	pod.Spec.InitContainers = append(pod.Spec.InitContainers, want)
+}
 
-	// Upsert by name; a user container that happens to have our name is left alone and we take the next name.
-	base := checkName(app.Name)
-	taken := takenNames(pod)
-	for i := range pod.Spec.InitContainers {
-		c := &pod.Spec.InitContainers[i]
-		if c.Name == base || strings.HasPrefix(c.Name, base+"-") {
-			if isOurs(c) && c.Command[1] == "check" {
-				want.Name = c.Name
-				*c = want
-				return
+func upsertEnv(c *corev1.Container, v corev1.EnvVar) {
+	for i := range c.Env {
+		if c.Env[i].Name == v.Name {
+			if !equality.Semantic.DeepEqual(c.Env[i], v) {
+				c.Env[i] = v
 			}
+			return
 		}
 	}
-	want.Name = uniqueName(base, taken)
-	pod.Spec.InitContainers = append(pod.Spec.InitContainers, want)
+	c.Env = append(c.Env, v)
+}
+
+func upsertEnvFrom(c *corev1.Container, f corev1.EnvFromSource) {
+	for i := range c.EnvFrom {
+		if equality.Semantic.DeepEqual(c.EnvFrom[i], f) {
+			return
+		}
+	}
+	c.EnvFrom = append(c.EnvFrom, *f.DeepCopy())
 }
 
 // fpmConfigArg finds php-fpm's -y/--fpm-config argument.
@@ -236,15 +413,64 @@ func deepCopyEnvFrom(in []corev1.EnvFromSource) []corev1.EnvFromSource {
 	return out
 }
 
-// record writes the lastcall.dev/injected and lastcall.dev/version annotations.
+// Record entry markers (see AnnotationInjected).
+const (
+	recordKept    = "(kept)"
+	recordSkipped = "-"
+)
+
+// record writes the lastcall.dev/injected and lastcall.dev/version annotations, unless they would push the
+// pod over the API server's total annotation size: then the pod is injected without them (a pod must never
+// become inadmissible because of lastcall) and a warning says so.
 func (e *Engine) record(pod *corev1.Pod, res *Result) {
-	if inj := res.Injected(); len(inj) > 0 {
-		if pod.Annotations == nil {
-			pod.Annotations = make(map[string]string, 2)
+	var b strings.Builder
+	for i := range res.Containers {
+		d := &res.Containers[i]
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		pod.Annotations[AnnotationInjected] = strings.Join(inj, ",")
-		pod.Annotations[AnnotationVersion] = e.version
+		b.WriteString(d.Container)
+		b.WriteByte('=')
+		switch {
+		case d.Skip != nil:
+			b.WriteString(recordSkipped)
+		case d.Rendering == RenderKeptExisting:
+			b.WriteString(d.Profile)
+			b.WriteString(recordKept)
+		default:
+			b.WriteString(d.Profile)
+		}
 	}
+	value := b.String()
+	size := 0
+	for k, v := range pod.Annotations {
+		if k != AnnotationInjected && k != AnnotationVersion {
+			size += len(k) + len(v)
+		}
+	}
+	if add := len(AnnotationInjected) + len(value) + len(AnnotationVersion) + len(e.version); size+add > MaxAnnotationsSize {
+		delete(pod.Annotations, AnnotationInjected)
+		delete(pod.Annotations, AnnotationVersion)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: the pod's annotations take %d bytes; the record %s and %s (%d bytes) would pass the API server's limit of %d, so they are left out (the shutdown is still injected)", size, AnnotationInjected, AnnotationVersion, add, MaxAnnotationsSize))
+		return
+	}
+	if pod.Annotations == nil {
+		pod.Annotations = make(map[string]string, 2)
+	}
+	pod.Annotations[AnnotationInjected] = value
+	pod.Annotations[AnnotationVersion] = e.version
+}
+
+// recordEntry returns the value the record gives container name, without allocating.
+func recordEntry(record, name string) (string, bool) {
+	for record != "" {
+		var entry string
+		entry, record, _ = strings.Cut(record, ",")
+		if n, v, ok := strings.Cut(entry, "="); ok && n == name {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // finish removes duplicate problems (a bad pod-wide value is seen once per container) and sorts them: map

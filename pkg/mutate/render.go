@@ -17,14 +17,35 @@ const graceMargin = 2 * time.Second
 // proxyOrderDelay is how much later an upstream is signalled than a proxy in the same pod.
 const proxyOrderDelay = time.Second
 
-// order delays upstreams that sit next to a proxy, so a request the proxy accepted in its last moment still
-// finds the upstream listening.
-func (e *Engine) order(plans []plan) {
-	proxy := ""
+// markKept finds the containers whose own preStop hook is kept. A kept native sleep is the delay that will
+// really happen, so ordering and the grace period use it.
+func (e *Engine) markKept(pod *corev1.Pod, plans []plan) {
 	for i := range plans {
-		if plans[i].profile.Role == profiles.RoleProxy && !plans[i].d.Sidecar {
-			proxy = plans[i].c.Name
-			break
+		p := &plans[i]
+		if p.c.Lifecycle == nil || p.c.Lifecycle.PreStop == nil || isOurHook(pod, p.c, p.c.Lifecycle.PreStop) {
+			continue
+		}
+		p.userHook = true
+		if e.policy.ExistingPreStop != ExistingPreStopKeep {
+			continue
+		}
+		p.kept = true
+		if h := p.c.Lifecycle.PreStop; h.Sleep != nil && h.Exec == nil && h.HTTPGet == nil && h.TCPSocket == nil && h.Sleep.Seconds >= 0 {
+			p.delay = time.Duration(min(h.Sleep.Seconds, int64(profiles.MaxDrainDelay/time.Second))) * time.Second
+			p.d.DrainDelay, p.d.DrainDelaySource = dur(p.delay), "the container's own preStop sleep"
+		}
+	}
+}
+
+// order delays upstreams that sit next to a proxy: an upstream's delay is at least the latest proxy delay
+// (after every per-container override) + 1s, so a request a proxy accepted in its last moment still finds the
+// upstream listening, whatever the overrides say. Native sidecars are not ordered: they outlive the app
+// containers by design.
+func (e *Engine) order(plans []plan) {
+	proxy, latest := "", time.Duration(-1)
+	for i := range plans {
+		if p := &plans[i]; p.profile.Role == profiles.RoleProxy && !p.d.Sidecar && p.delay > latest {
+			proxy, latest = p.c.Name, p.delay
 		}
 	}
 	if proxy == "" {
@@ -32,10 +53,14 @@ func (e *Engine) order(plans []plan) {
 	}
 	for i := range plans {
 		p := &plans[i]
-		if p.profile.Role == profiles.RoleUpstream && !p.d.Sidecar {
-			p.delay += proxyOrderDelay
+		if p.profile.Role != profiles.RoleUpstream || p.d.Sidecar || p.kept {
+			continue
+		}
+		p.d.OrderedAfter = proxy
+		if min := latest + proxyOrderDelay; p.delay < min {
+			p.d.OwnDelay = dur(p.delay)
+			p.delay = min
 			p.d.DrainDelay = dur(p.delay)
-			p.d.OrderedAfter = proxy
 		}
 	}
 }
@@ -88,15 +113,9 @@ func (e *Engine) render(pod *corev1.Pod, plans []plan, res *Result) {
 	st := &shimState{volume: e.shimVolumeName(pod)}
 	grace := time.Duration(res.Grace.After) * time.Second
 	var checks []plan
+	fit(plans, grace, res)
 	for i := range plans {
 		p := &plans[i]
-		// A capped grace period can leave less time than the delay: keep the hook below the grace period
-		// (the API requires preStop.sleep < terminationGracePeriodSeconds) and say so.
-		if p.delay >= grace {
-			nd := grace - time.Second
-			res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: drain delay %s does not fit the grace period %s; using %s", p.c.Name, p.delay, grace, nd))
-			p.delay, p.d.DrainDelay = nd, dur(nd)
-		}
 		if hasForeignMount(p.c, st.volume) {
 			p.d.Skip = &Skip{SkipShimPathInUse, "container " + p.c.Name + " already mounts something else at " + ShimDir}
 			res.Warnings = append(res.Warnings, "lastcall: "+p.d.Skip.Message+"; left unchanged")
@@ -108,6 +127,13 @@ func (e *Engine) render(pod *corev1.Pod, plans []plan, res *Result) {
 			st.needed = true
 		}
 	}
+	// Mount before ensureShim and ensureCheck change pod.Spec.InitContainers: a native sidecar's plan points
+	// into that slice, and a pointer into a replaced backing array would mount into a copy nobody keeps.
+	for i := range plans {
+		if plans[i].d.Skip == nil && (st.needed && usesShim(plans[i].c)) {
+			ensureMount(plans[i].c, st.volume)
+		}
+	}
 	if st.needed {
 		e.ensureShim(pod, st)
 		res.ShimInjected = true
@@ -115,41 +141,79 @@ func (e *Engine) render(pod *corev1.Pod, plans []plan, res *Result) {
 	for i := range checks {
 		e.ensureCheck(pod, &checks[i], st)
 	}
+}
+
+// fit keeps every delay below the grace period: a capped grace period can leave less time than the delay, and
+// the API requires preStop.sleep.seconds < terminationGracePeriodSeconds (the sleep is the delay rounded up).
+// A proxy with an ordered upstream gets one second less, so the upstream still follows it.
+func fit(plans []plan, grace time.Duration, res *Result) {
+	ordered := false
 	for i := range plans {
-		if plans[i].d.Skip == nil && (st.needed && usesShim(plans[i].c)) {
-			ensureMount(plans[i].c, st.volume)
+		ordered = ordered || plans[i].d.OrderedAfter != ""
+	}
+	limit := func(p *plan) time.Duration {
+		l := grace - time.Second
+		if ordered && p.profile.Role == profiles.RoleProxy && !p.d.Sidecar {
+			l -= proxyOrderDelay
+		}
+		return max(l, 0)
+	}
+	clip := func(p *plan, nd time.Duration) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: drain delay %s does not fit the grace period %s; using %s", p.c.Name, p.delay, grace, nd))
+		p.delay, p.d.DrainDelay = nd, dur(nd)
+	}
+	latest := time.Duration(-1)
+	for i := range plans {
+		p := &plans[i]
+		if l := limit(p); !p.kept && ceilSeconds(p.delay) > int64(l/time.Second) {
+			clip(p, l)
+		}
+		if p.profile.Role == profiles.RoleProxy && !p.d.Sidecar {
+			latest = max(latest, p.delay)
+		}
+	}
+	for i := range plans {
+		// The API limit beats the ordering rule: only a kept proxy hook longer than a capped grace period
+		// can leave no room for both.
+		if p := &plans[i]; p.d.OrderedAfter != "" && p.delay < latest+proxyOrderDelay {
+			nd := min(latest+proxyOrderDelay, max(grace-time.Second, 0))
+			p.delay, p.d.DrainDelay = nd, dur(nd)
 		}
 	}
 }
 
 // renderContainer chooses the cheapest rendering that is graceful for this container, in this order:
 // the kubelet sends the right signal itself (SIGTERM servers; stopSignal on clusters that have it; the
-// supervisor), else the shim's exec hook that signals and waits.
+// supervisor), else the shim's exec hook that signals and waits. It writes only lastcall's own hook and
+// stopSignal: a hook of the user's is kept (policy keep) and a user's stopSignal is left where it is.
 func (e *Engine) renderContainer(pod *corev1.Pod, p *plan, st *shimState, res *Result) {
 	c := p.c
-	existing := (*corev1.LifecycleHandler)(nil)
-	if c.Lifecycle != nil {
-		existing = c.Lifecycle.PreStop
-	}
-	userHook := existing != nil && !e.isOurHook(pod, c, existing)
-	if userHook && e.policy.ExistingPreStop == ExistingPreStopKeep {
+	if p.kept {
 		p.d.Rendering = RenderKeptExisting
 		p.d.Why = "the container has its own preStop hook and the policy says existingPreStop: keep"
 		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s already has a preStop hook; kept it (policy existingPreStop: keep); its grace period still covers the %s profile", c.Name, p.profile.Name))
 		return
 	}
-	if userHook {
+	if p.userHook {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: replaced its preStop hook (policy existingPreStop: replace)", c.Name))
 	}
 
 	original, wrapped := unwrapCommand(c.Command)
-	supervise := p.supervise && len(original) > 0
+	supervise := p.supervise && len(original) > 0 && p.target == ""
 	if p.supervise && len(original) == 0 && !wrapped {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it", c.Name))
 	}
 	var hook *corev1.LifecycleHandler
 	var stopSignal *corev1.Signal
 	switch {
+	case p.target != "":
+		// PID 1 is a launcher that ignores the signal: neither the kubelet (stopSignal, SIGTERM) nor a
+		// supervisor (which signals its child, the launcher) reaches the server. Only the shim can, by name.
+		st.needed = true
+		hook = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{
+			ShimPath, "prestop", "--delay", p.delay.String(), "--signal", string(p.signal), "--timeout", p.timeout.String(), "--target", "name:" + p.target,
+		}}}
+		p.d.Rendering, p.d.Why = RenderShimExec, p.d.TargetWhy+"; the shim signals after the delay and waits for the exit"
 	case p.signal == profiles.SIGTERM && !supervise:
 		hook = e.sleepHook(p.delay, st)
 		p.d.Rendering, p.d.Why = RenderNativeSleep, "the server drains on SIGTERM, which the kubelet sends after the delay"
@@ -181,10 +245,10 @@ func (e *Engine) renderContainer(pod *corev1.Pod, p *plan, st *shimState, res *R
 		c.Command = original
 	}
 	if hook == nil && stopSignal == nil {
+		// Nothing to render; remove only a hook of lastcall's own from an earlier pass.
 		if c.Lifecycle != nil {
 			c.Lifecycle.PreStop = nil
-			c.Lifecycle.StopSignal = nil
-			if c.Lifecycle.PostStart == nil {
+			if c.Lifecycle.PostStart == nil && c.Lifecycle.StopSignal == nil {
 				c.Lifecycle = nil
 			}
 		}
@@ -194,8 +258,10 @@ func (e *Engine) renderContainer(pod *corev1.Pod, p *plan, st *shimState, res *R
 		c.Lifecycle = &corev1.Lifecycle{}
 	}
 	c.Lifecycle.PreStop = hook
-	c.Lifecycle.StopSignal = stopSignal
-	if stopSignal != nil && pod.Spec.OS == nil {
+	if stopSignal != nil {
+		c.Lifecycle.StopSignal = stopSignal
+	}
+	if c.Lifecycle.StopSignal != nil && pod.Spec.OS == nil {
 		// The API requires spec.os.name with lifecycle.stopSignal.
 		pod.Spec.OS = &corev1.PodOS{Name: corev1.Linux}
 	}
@@ -213,18 +279,18 @@ func (e *Engine) sleepHook(d time.Duration, st *shimState) *corev1.LifecycleHand
 	return &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{ShimPath, "prestop", "--delay", d.String(), "--signal", "none"}}}
 }
 
-// isOurHook tells lastcall's hooks from the user's, by structure: an exec of the shim, or a native sleep on a
-// container an earlier pass recorded (reinvocation may change the delay, so equality is not enough).
-func (e *Engine) isOurHook(pod *corev1.Pod, c *corev1.Container, h *corev1.LifecycleHandler) bool {
+// isOurHook tells lastcall's hooks from the user's. The shim's prestop exec is lastcall's by its structure
+// alone. A native sleep carries nothing of lastcall's, so it is lastcall's only when the record says lastcall
+// rendered this container (not "kept"): a user's sleep is recorded as kept on the first pass and so is kept
+// on every later one, whatever its value. Without the record a sleep counts as the user's, which keeps the pod
+// as it is.
+func isOurHook(pod *corev1.Pod, c *corev1.Container, h *corev1.LifecycleHandler) bool {
 	if h.Exec != nil && len(h.Exec.Command) > 1 && h.Exec.Command[0] == ShimPath && h.Exec.Command[1] == "prestop" {
 		return true
 	}
 	if h.Sleep != nil && h.Exec == nil && h.HTTPGet == nil && h.TCPSocket == nil {
-		for _, entry := range strings.Split(pod.Annotations[AnnotationInjected], ",") {
-			if name, _, ok := strings.Cut(entry, "="); ok && name == c.Name {
-				return true
-			}
-		}
+		v, ok := recordEntry(pod.Annotations[AnnotationInjected], c.Name)
+		return ok && v != recordSkipped && !strings.HasSuffix(v, recordKept)
 	}
 	return false
 }

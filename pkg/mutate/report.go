@@ -66,9 +66,20 @@ type Decision struct {
 	DrainDelay    *metav1.Duration `json:"drainDelay,omitempty"`
 	StopSignal    profiles.Signal  `json:"stopSignal,omitempty"`
 	DrainTimeout  *metav1.Duration `json:"drainTimeout,omitempty"`
-	// OrderedAfter names the proxy this upstream is signalled after (its delay includes one extra second).
-	OrderedAfter string    `json:"orderedAfter,omitempty"`
-	Rendering    Rendering `json:"rendering,omitempty"`
+	// The sources say where each number came from when it is not the profile's: "annotation <key>", "the
+	// command's --graceful-timeout 60", "the container's lifecycle.stopSignal".
+	DrainDelaySource   string `json:"drainDelaySource,omitempty"`
+	StopSignalSource   string `json:"stopSignalSource,omitempty"`
+	DrainTimeoutSource string `json:"drainTimeoutSource,omitempty"`
+	// OrderedAfter names the latest proxy this upstream is signalled after: its delay is at least that proxy's
+	// delay + 1s.
+	OrderedAfter string `json:"orderedAfter,omitempty"`
+	// OwnDelay is the upstream's delay before ordering raised it (set only when ordering raised it).
+	OwnDelay *metav1.Duration `json:"-"`
+	// Target is the process the shim signals by name, when PID 1 is a launcher that does not exec.
+	Target    string    `json:"target,omitempty"`
+	TargetWhy string    `json:"targetWhy,omitempty"`
+	Rendering Rendering `json:"rendering,omitempty"`
 	// Why explains the rendering choice in one sentence.
 	Why    string   `json:"why,omitempty"`
 	Checks []string `json:"checks,omitempty"`

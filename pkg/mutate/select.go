@@ -1,6 +1,7 @@
 package mutate
 
 import (
+	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,7 +13,7 @@ import (
 // lastcall.dev/profile.<container>, lastcall.dev/profile, auto-detection, the namespace's
 // lastcall.dev/default-profile, the cluster default. A bad value at any level is reported and skipped, so
 // the next level decides.
-func (e *Engine) selectContainer(c *corev1.Container, sidecar bool, ps *podSettings, nsDefault *profiles.Profile, catalog *profiles.Catalog, res *Result) (plan, bool) {
+func (e *Engine) selectContainer(pod *corev1.Pod, c *corev1.Container, sidecar bool, ps *podSettings, nsDefault *profiles.Profile, catalog *profiles.Catalog, res *Result) (plan, bool) {
 	res.Containers = append(res.Containers, Decision{Container: c.Name, Sidecar: sidecar})
 	d := &res.Containers[len(res.Containers)-1]
 	specific, podWide := ps.forContainer(c.Name, func(s *settings) setting { return s.profile })
@@ -74,12 +75,55 @@ func (e *Engine) selectContainer(c *corev1.Container, sidecar bool, ps *podSetti
 
 	p := plan{c: c, d: d, profile: prof, delay: prof.DrainDelay, signal: prof.StopSignal, timeout: prof.DrainTimeout,
 		supervise: prof.Supervise || e.policy.Supervise}
-	p.delay = resolve(ps, c.Name, res, func(s *settings) setting { return s.drainDelay }, p.delay, parseDelay, "drain delay")
-	p.timeout = resolve(ps, c.Name, res, func(s *settings) setting { return s.drainTimeout }, p.timeout, parseTimeout, "drain timeout")
-	p.signal = resolve(ps, c.Name, res, func(s *settings) setting { return s.stopSignal }, p.signal, parseSig, "signal")
-	p.supervise = resolve(ps, c.Name, res, func(s *settings) setting { return s.supervise }, p.supervise, parseBool, "supervision setting")
+	original, _ := unwrapCommand(c.Command)
+	// The server's own command-line setting bounds its wait better than the profile's default; an annotation
+	// still beats both.
+	if t, src, ok := prof.TimeoutFromCommand(original, c.Args); ok {
+		p.timeout, d.DrainTimeoutSource = t, src
+	}
+	var src string
+	p.delay, src = resolve(ps, c.Name, res, func(s *settings) setting { return s.drainDelay }, p.delay, parseDelay, "drain delay", "")
+	d.DrainDelaySource = src
+	p.timeout, src = resolve(ps, c.Name, res, func(s *settings) setting { return s.drainTimeout }, p.timeout, parseTimeout, "drain timeout", d.DrainTimeoutSource)
+	d.DrainTimeoutSource = src
+	p.signal, d.StopSignalSource = e.resolveSignal(c, ps, prof, res)
+	p.supervise, _ = resolve(ps, c.Name, res, func(s *settings) setting { return s.supervise }, p.supervise, parseBool, "supervision setting", "")
+	if t, wrapper, ok := prof.WrapperTarget(c.Image, original, c.Args); ok {
+		p.target = t
+		p.d.Target = t
+		p.d.TargetWhy = wrapper + " is a shell script that runs " + t + " without exec: PID 1 is sh, which ignores " + string(p.signal) + ", so the signal goes to " + t + " by name"
+	}
 	d.DrainDelay, d.StopSignal, d.DrainTimeout = dur(p.delay), p.signal, dur(p.timeout)
 	return p, true
+}
+
+// resolveSignal picks the stop signal: a lastcall.dev/stop-signal annotation, else the container's own
+// lifecycle.stopSignal (the user's stop-signal override, written in Kubernetes' own field), else the profile's.
+// A container's stopSignal that an annotation or the profile contradicts is named in a warning. A stopSignal
+// equal to what lastcall resolves without it may be one lastcall wrote on an earlier pass; either way the
+// outcome is the same, so it is not reported as an override.
+func (e *Engine) resolveSignal(c *corev1.Container, ps *podSettings, prof *profiles.Profile, res *Result) (profiles.Signal, string) {
+	sig, src := resolve(ps, c.Name, res, func(s *settings) setting { return s.stopSignal }, prof.StopSignal, parseSig, "signal", "")
+	if c.Lifecycle == nil || c.Lifecycle.StopSignal == nil {
+		return sig, src
+	}
+	field := string(*c.Lifecycle.StopSignal)
+	user, err := profiles.ParseSignal(field)
+	switch {
+	case err != nil:
+		// A signal no server stops gracefully on (SIGKILL, SIGSTOP): the kubelet will still send it if the
+		// cluster keeps the field; lastcall signals with its own choice first.
+		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: lifecycle.stopSignal %s is not a graceful signal lastcall knows (%v); lastcall uses %s", c.Name, field, err, sig))
+		return sig, src
+	case user == sig:
+		return sig, src
+	case src != "":
+		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: lifecycle.stopSignal %s conflicts with %s=%s; using %s", c.Name, user, src, sig, sig))
+		return sig, src
+	default:
+		res.Warnings = append(res.Warnings, fmt.Sprintf("lastcall: container %s: lifecycle.stopSignal %s differs from the %s profile's %s; using the container's %s (set %s.%s to choose)", c.Name, user, prof.Name, prof.StopSignal, user, AnnotationStopSignal, c.Name))
+		return user, "the container's lifecycle.stopSignal"
+	}
 }
 
 func parseSig(v string) (profiles.Signal, error) {
@@ -90,15 +134,16 @@ func parseSig(v string) (profiles.Signal, error) {
 	return s, nil
 }
 
-// resolve applies an override: the container-specific value, else the pod-wide one, else the profile's.
-// Each bad value is reported with the value that was used instead.
-func resolve[T any](ps *podSettings, container string, res *Result, pick func(*settings) setting, fromProfile T, parse func(string) (T, error), what string) T {
+// resolve applies an override: the container-specific value, else the pod-wide one, else the profile's (or
+// what the caller derived, named by fromSrc). It returns the value and where it came from: "" for the
+// profile, fromSrc, or "annotation <key>". Each bad value is reported with the value that was used instead.
+func resolve[T any](ps *podSettings, container string, res *Result, pick func(*settings) setting, fromProfile T, parse func(string) (T, error), what, fromSrc string) (T, string) {
 	specific, podWide := ps.forContainer(container, pick)
 	var bad []struct {
 		s   setting
 		err error
 	}
-	val, src := fromProfile, "the profile's"
+	val, src, by := fromProfile, fromSrc, "the profile's"
 	for _, s := range [2]setting{specific, podWide} {
 		if !s.set() {
 			continue
@@ -111,13 +156,17 @@ func resolve[T any](ps *podSettings, container string, res *Result, pick func(*s
 			}{s, err})
 			continue
 		}
-		val, src = v, s.key+"'s"
+		val, src, by = v, "annotation "+s.key, s.key+"'s"
 		break
 	}
 	for _, b := range bad {
-		res.Problems = append(res.Problems, Problem{Key: b.s.key, Value: b.s.value, Reason: b.err.Error(), Fallback: "container " + container + " uses " + src + " " + what + " " + formatValue(val)})
+		used := by + " " + what + " " + formatValue(val)
+		if src == fromSrc && fromSrc != "" {
+			used = "the " + what + " " + formatValue(val) + " from " + fromSrc
+		}
+		res.Problems = append(res.Problems, Problem{Key: b.s.key, Value: b.s.value, Reason: b.err.Error(), Fallback: "container " + container + " uses " + used})
 	}
-	return val
+	return val, src
 }
 
 func formatValue(v any) string {

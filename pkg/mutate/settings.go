@@ -69,7 +69,11 @@ func parseAnnotations(annotations map[string]string, hasContainer func(string) b
 			target.drainTimeout = s
 		case name == "supervise":
 			target.supervise = s
-		case container == "" && (k == AnnotationInject || k == AnnotationInjected || k == AnnotationVersion):
+		case container == "" && k == AnnotationInject:
+			if _, known := InjectAnnotationValue(v); !known {
+				problems = append(problems, Problem{Key: k, Value: v, Reason: "not a selection value (false, no, off, disabled or 0 opt the pod out; true, yes, on, enabled or 1 do nothing)", Fallback: "the pod is not opted out"})
+			}
+		case container == "" && (k == AnnotationInjected || k == AnnotationVersion):
 		default:
 			problems = append(problems, Problem{Key: k, Value: v, Reason: "unknown lastcall annotation (known: inject, profile, drain-delay, stop-signal, drain-timeout, supervise)", Fallback: "ignored"})
 		}
@@ -83,6 +87,60 @@ func (ps *podSettings) forContainer(name string, pick func(*settings) setting) (
 		specific = pick(c)
 	}
 	return specific, pick(&ps.pod)
+}
+
+// reportUnused reports every bad value that no container's resolution reported: the settings of skipped
+// containers, and every setting when the whole pod is skipped. fallback says what happened instead, for a
+// container-specific key ("" for a pod-wide one).
+func (ps *podSettings) reportUnused(res *Result, catalog *profiles.Catalog, fallback func(container string) string) {
+	check := func(container string, st *settings) {
+		for _, s := range [...]setting{st.profile, st.drainDelay, st.stopSignal, st.drainTimeout, st.supervise} {
+			if !s.set() || reported(res, s.key) {
+				continue
+			}
+			if reason := validate(s, st, catalog); reason != "" {
+				res.Problems = append(res.Problems, Problem{Key: s.key, Value: s.value, Reason: reason, Fallback: fallback(container)})
+			}
+		}
+	}
+	check("", &ps.pod)
+	for name, st := range ps.containers {
+		check(name, st)
+	}
+}
+
+func reported(res *Result, key string) bool {
+	for i := range res.Problems {
+		if res.Problems[i].Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// validate returns why a setting's value is bad, or "".
+func validate(s setting, st *settings, catalog *profiles.Catalog) string {
+	var err error
+	switch s.key {
+	case st.profile.key:
+		v := strings.TrimSpace(s.value)
+		if _, ok := catalog.Get(v); ok || v == profiles.NameAuto || v == profiles.NameNone {
+			return ""
+		}
+		return "unknown profile (known: " + joinNames(catalog) + ", auto, none)"
+	case st.drainDelay.key:
+		_, err = parseDelay(s.value)
+	case st.drainTimeout.key:
+		_, err = parseTimeout(s.value)
+	case st.stopSignal.key:
+		_, err = parseSig(s.value)
+	case st.supervise.key:
+		_, err = parseBool(s.value)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 func parseDelay(v string) (time.Duration, error) {

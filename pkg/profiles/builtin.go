@@ -33,8 +33,13 @@ var builtins = []Profile{
 	{
 		Name: "apache-httpd", Role: RoleProxy, DrainDelay: 5 * s, StopSignal: SIGWINCH, DrainTimeout: 25 * s,
 		Description: "Apache httpd: SIGWINCH is graceful-stop; SIGTERM aborts in-flight requests",
-		Match:       Match{Images: []string{"httpd", "apache2"}, Commands: []string{"httpd", "httpd-foreground", "apache2", "apache2ctl"}},
-		Docs:        "https://httpd.apache.org/docs/2.4/stopping.html",
+		Match:       Match{Images: []string{"httpd", "apache2"}, Commands: []string{"httpd", "httpd-foreground", "apache2", "apache2ctl", "apachectl"}},
+		// apache2ctl and apachectl are shell scripts that run the server without exec: PID 1 is sh.
+		Wrappers: []Wrapper{
+			{Command: "apache2ctl", Target: "apache2"},
+			{Command: "apachectl", Target: "apache2", ImageTargets: []ImageTarget{{Image: "httpd*", Target: "httpd"}}},
+		},
+		Docs: "https://httpd.apache.org/docs/2.4/stopping.html",
 	},
 	{
 		Name: "haproxy", Role: RoleProxy, DrainDelay: 5 * s, StopSignal: SIGUSR1, DrainTimeout: 25 * s,
@@ -46,24 +51,29 @@ var builtins = []Profile{
 		Name: "gunicorn", Role: RoleUpstream, DrainDelay: 5 * s, StopSignal: SIGTERM, DrainTimeout: 30 * s,
 		Description: "gunicorn: SIGTERM is the graceful shutdown, bounded by graceful_timeout (30s)",
 		Match:       Match{Commands: []string{"gunicorn"}},
+		Timeout:     &AppTimeout{Programs: []string{"gunicorn"}, Hard: []string{"--graceful-timeout"}},
 		Docs:        "https://docs.gunicorn.org/en/stable/signals.html",
 	},
 	{
 		Name: "uvicorn", Role: RoleUpstream, DrainDelay: 5 * s, StopSignal: SIGTERM, DrainTimeout: 25 * s,
 		Description: "uvicorn: SIGTERM stops accepting and waits for open requests (--timeout-graceful-shutdown)",
 		Match:       Match{Commands: []string{"uvicorn"}},
+		Timeout:     &AppTimeout{Programs: []string{"uvicorn"}, Hard: []string{"--timeout-graceful-shutdown"}},
 		Docs:        "https://www.uvicorn.org/deployment/",
 	},
 	{
 		Name: "celery", Role: RoleWorker, DrainDelay: 0, StopSignal: SIGTERM, DrainTimeout: 600 * s,
 		Description: "Celery worker: SIGTERM is the warm shutdown (finish running tasks); not behind a load balancer",
 		Match:       Match{Commands: []string{"celery"}},
-		Docs:        "https://docs.celeryq.dev/en/stable/userguide/workers.html#stopping-the-worker",
+		// A running task ends at its hard time limit (killed) or, usually, at its soft one (asked to stop).
+		Timeout: &AppTimeout{Programs: []string{"celery"}, Hard: []string{"--time-limit"}, Soft: []string{"--soft-time-limit"}},
+		Docs:    "https://docs.celeryq.dev/en/stable/userguide/workers.html#stopping-the-worker",
 	},
 	{
 		Name: "sidekiq", Role: RoleWorker, DrainDelay: 0, StopSignal: SIGTERM, DrainTimeout: 25 * s,
 		Description: "Sidekiq: SIGTERM stops fetching jobs and waits up to -t (25s) before pushing them back",
 		Match:       Match{Commands: []string{"sidekiq"}},
+		Timeout:     &AppTimeout{Programs: []string{"sidekiq"}, Hard: []string{"-t", "--timeout"}},
 		Docs:        "https://github.com/sidekiq/sidekiq/wiki/Signals",
 	},
 	{

@@ -146,7 +146,9 @@ type Override struct {
 	Checks       []string
 	Match        *Match
 	Supervise    *bool
-	Source       string
+	// Role is proxy, upstream, worker or other; empty inherits (other for a new name).
+	Role   string
+	Source string
 }
 
 // Layer returns a new catalog with the overrides applied over c. Each invalid override is left out and
@@ -184,7 +186,7 @@ func (c *Catalog) apply(o Override) (*Profile, error) {
 		p = *base
 		p.Source = o.Source + " (overrides built-in)"
 	} else {
-		p = Profile{Name: o.Name, DrainTimeout: 30 * time.Second, Source: o.Source}
+		p = Profile{Name: o.Name, DrainTimeout: 30 * time.Second, Role: RoleOther, Source: o.Source}
 		if o.StopSignal == "" {
 			return nil, fmt.Errorf("stopSignal: required for a profile that does not override a built-in")
 		}
@@ -216,6 +218,13 @@ func (c *Catalog) apply(o Override) (*Profile, error) {
 	}
 	if o.Supervise != nil {
 		p.Supervise = *o.Supervise
+	}
+	if o.Role != "" {
+		r, err := ParseRole(o.Role)
+		if err != nil {
+			return nil, fmt.Errorf("role: %w", err)
+		}
+		p.Role = r
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

@@ -16,11 +16,31 @@ import (
 type Role string
 
 const (
-	RoleProxy    Role = "proxy"
+	// RoleProxy accepts requests and forwards them to an upstream in the same pod (nginx, haproxy, envoy).
+	RoleProxy Role = "proxy"
+	// RoleUpstream serves requests a proxy forwards (php-fpm, gunicorn, a plain HTTP server).
 	RoleUpstream Role = "upstream"
-	RoleWorker   Role = "worker"
-	RoleOther    Role = ""
+	// RoleWorker consumes a queue and is not behind a load balancer (celery, sidekiq).
+	RoleWorker Role = "worker"
+	// RoleOther is anything else (a database): never reordered.
+	RoleOther Role = "other"
 )
+
+// Roles lists every role, in the order the ShutdownProfile CRD enumerates them.
+var Roles = []Role{RoleProxy, RoleUpstream, RoleWorker, RoleOther}
+
+// ParseRole accepts a role name; the empty string means RoleOther.
+func ParseRole(s string) (Role, error) {
+	if s == "" {
+		return RoleOther, nil
+	}
+	for _, r := range Roles {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("unknown role %q: want proxy, upstream, worker or other", s)
+}
 
 // Check names a preflight check the shim can run in an init container.
 type Check string
@@ -64,7 +84,14 @@ type Profile struct {
 	Match        Match
 	// Supervise asks for the container's explicit command to run under `lastcall-shim run`.
 	Supervise bool
-	Role      Role
+	// Role places the server in the request path; it orders an upstream after a proxy in the same pod.
+	Role Role
+	// Wrappers are launcher scripts the profile's match rules claim that do not exec the server (apache2ctl):
+	// PID 1 is then a shell that ignores the graceful signal, so the signal must go to the server by name.
+	Wrappers []Wrapper
+	// Timeout names the server's own command-line settings that bound how long it waits after the signal
+	// (gunicorn --graceful-timeout): when the command states one, the drain timeout follows it.
+	Timeout *AppTimeout
 	// Source says where the profile comes from, for explain output: "built-in" or "ShutdownProfile/<name>".
 	Source string
 	// Docs cites the server's own documentation for the signal and timeout semantics.
@@ -85,6 +112,9 @@ func (p *Profile) Validate() error {
 	}
 	if p.DrainTimeout < MinDrainTimeout || p.DrainTimeout > MaxDrainTimeout {
 		errs = append(errs, fmt.Errorf("drainTimeout %s: must be between %s and %s", p.DrainTimeout, MinDrainTimeout, MaxDrainTimeout))
+	}
+	if _, err := ParseRole(string(p.Role)); err != nil {
+		errs = append(errs, fmt.Errorf("role: %w", err))
 	}
 	if _, err := ParseSignal(string(p.StopSignal)); err != nil {
 		errs = append(errs, fmt.Errorf("stopSignal: %w", err))
