@@ -63,6 +63,7 @@ type Result struct {
 	Status int       `json:"status,omitempty"` // HTTP status when a response was read
 	Reused bool      `json:"reused,omitempty"` // sent on a kept-alive connection
 	Err    string    `json:"err,omitempty"`    // the error text for failures
+	Class  string    `json:"class,omitempty"`  // the request's class in an open-loop mix ("short", "slow")
 }
 
 // Report holds every request of a run, ordered by start time.
