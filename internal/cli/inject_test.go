@@ -399,3 +399,60 @@ func TestInjectEveryKind(t *testing.T) {
 		})
 	}
 }
+
+// The CLI applies the webhook's patch to the template as written: the engine's fields are added, and
+// everything else stays as the user wrote it, fields our API types do not know at every level included; a
+// template without metadata gains only the annotations, not the empty defaults our types write around them.
+func TestInjectChangesOnlyWhatTheEngineWrites(t *testing.T) {
+	t.Parallel()
+	in := `apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  futureJobField: 1
+  template:
+    futureTemplateField: x
+    spec:
+      restartPolicy: Never
+      futureSpecField: {a: b}
+      containers:
+      - name: web
+        image: nginx:1.27
+        futureField: keep
+        resources: {limits: {cpu: 0.5, memory: 1.5Gi}}
+      volumes:
+      - name: data
+        futureVolumeField: x
+        emptyDir: {}
+`
+	out, stderr, code := run(t, in, "inject")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var before, after map[string]any
+	mustYAML(t, []byte(in), &before)
+	mustYAML(t, []byte(out), &after)
+	tmpl := dig(after, "spec", "template").(map[string]any)
+	meta, _ := tmpl["metadata"].(map[string]any)
+	if len(meta) != 1 || meta["annotations"] == nil {
+		t.Errorf("template metadata = %v, want only the annotations", meta)
+	}
+	spec := tmpl["spec"].(map[string]any)
+	web := spec["containers"].([]any)[0].(map[string]any)
+	if web["lifecycle"] == nil {
+		t.Fatalf("web was not injected: %v", web)
+	}
+	// Take away what the engine writes; what is left is exactly the input.
+	delete(tmpl, "metadata")
+	delete(web, "lifecycle")
+	delete(spec, "terminationGracePeriodSeconds")
+	spec["volumes"] = spec["volumes"].([]any)[:1]
+	web["volumeMounts"] = nil
+	delete(web, "volumeMounts")
+	if _, ok := spec["initContainers"]; ok {
+		delete(spec, "initContainers")
+	}
+	if d := cmp.Diff(before, after); d != "" {
+		t.Errorf("the CLI changed what the engine does not write (-input +output):\n%s", d)
+	}
+}

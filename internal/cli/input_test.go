@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -59,39 +58,6 @@ func TestLeadingComments(t *testing.T) {
 	got := string(leadingComments([]byte("# a\n\n  # b\nkind: Pod # c\n# d\n")))
 	if got != "# a\n\n  # b\n" {
 		t.Errorf("%q", got)
-	}
-}
-
-func TestMerge3(t *testing.T) {
-	t.Parallel()
-	parse := func(s string) any {
-		var v any
-		if err := json.Unmarshal([]byte(s), &v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	for _, tc := range []struct {
-		name, a, b, r, want string
-	}{
-		{"unchanged keeps the user's text", `{"x":1,"r":{}}`, `{"x":1,"r":{}}`, `{"x":1.0,"u":true}`, `{"x":1.0,"u":true}`},
-		{"typed defaults are not written", `{"r":{},"n":1}`, `{"r":{},"n":2}`, `{"n":1,"u":1}`, `{"n":2,"u":1}`},
-		{"new key", `{}`, `{"n":1}`, `{"u":1}`, `{"n":1,"u":1}`},
-		{"removed key", `{"n":1}`, `{}`, `{"n":1,"u":1}`, `{"u":1}`},
-		{"change inside an object the user left out", `{"m":{"ts":null}}`, `{"m":{"ts":null,"a":{"k":"v"}}}`, `{}`, `{"m":{"a":{"k":"v"}}}`},
-		{"prepend to a named list", `{"l":[{"name":"a","x":1}]}`, `{"l":[{"name":"new"},{"name":"a","x":2}]}`, `{"l":[{"name":"a","x":1,"u":1}]}`,
-			`{"l":[{"name":"new"},{"name":"a","x":2,"u":1}]}`},
-		{"append to a list with duplicate names", `{"l":[{"name":"v","p":"/a"},{"name":"v","p":"/b"}]}`, `{"l":[{"name":"v","p":"/a"},{"name":"v","p":"/b"},{"name":"s","p":"/s"}]}`,
-			`{"l":[{"name":"v","p":"/a","u":1},{"name":"v","p":"/b"}]}`, `{"l":[{"name":"v","p":"/a","u":1},{"name":"v","p":"/b"},{"name":"s","p":"/s"}]}`},
-		{"scalar list replaced", `{"c":["a"]}`, `{"c":["x","--","a"]}`, `{"c":["a"]}`, `{"c":["x","--","a"]}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, _ := json.Marshal(merge3(parse(tc.a), parse(tc.b), parse(tc.r)))
-			want, _ := json.Marshal(parse(tc.want))
-			if string(got) != string(want) {
-				t.Errorf("got %s, want %s", got, want)
-			}
-		})
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/patch"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
 
@@ -458,8 +459,8 @@ func (in *Injector) object(obj map[string]any, ref objRef, pods *[]podReport) (b
 	return in.pod(tmpl, ref, pods)
 }
 
-// pod runs the engine on one pod or pod template (given as the user's generic object) and merges the typed
-// change back into it.
+// pod runs the engine on one pod or pod template (given as the user's generic object) and applies the
+// webhook's patch to it.
 func (in *Injector) pod(tmpl map[string]any, ref objRef, pods *[]podReport) (bool, error) {
 	raw, err := json.Marshal(tmpl)
 	if err != nil {
@@ -477,8 +478,8 @@ func (in *Injector) pod(tmpl map[string]any, ref objRef, pods *[]podReport) (boo
 	if err != nil {
 		return false, typeError(ref, err)
 	}
-	// The engine sees the namespace the pod will run in; the document keeps what it said (usually nothing).
-	written := pod.Namespace
+	// The engine sees the namespace the pod will run in; the patch never touches it, so the document keeps
+	// what it said (usually nothing).
 	if pod.Namespace == "" {
 		pod.Namespace = ref.Namespace
 	}
@@ -504,59 +505,20 @@ func (in *Injector) pod(tmpl map[string]any, ref objRef, pods *[]podReport) (boo
 	if res.Skip != nil {
 		return false, nil
 	}
-	pod.Namespace, mutated.Namespace = written, written
-	before, err := typedJSON(pod, isPod)
+	// The webhook's own patch, applied to the template as the user wrote it: what the engine did not change
+	// (fields our types do not know, the user's spelling of a quantity) stays as written.
+	ops, err := patch.Pod(pod, mutated)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%s: %w", ref, err)
 	}
-	after, err := typedJSON(mutated, isPod)
-	if err != nil {
-		return false, err
-	}
-	if bytes.Equal(before, after) {
+	if len(ops) == 0 {
 		// Already injected (or nothing to do): the document stays byte for byte.
 		return false, nil
 	}
-	a, err := decodeGeneric(before)
-	if err != nil {
-		return false, err
-	}
-	b, err := decodeGeneric(after)
-	if err != nil {
-		return false, err
-	}
-	merged, ok := merge3(a, b, tmpl).(map[string]any)
-	if !ok {
-		return false, fmt.Errorf("%s: merge produced a non-object", ref)
-	}
-	clear(tmpl)
-	for k, v := range merged {
-		tmpl[k] = v
+	if err := patch.ApplyTree(tmpl, ops); err != nil {
+		return false, fmt.Errorf("%s: %w", ref, err)
 	}
 	return true, nil
-}
-
-// typedJSON marshals the pod as the typed object the document holds (a Pod, or a PodTemplateSpec).
-func typedJSON(p *corev1.Pod, isPod bool) ([]byte, error) {
-	var v any = p
-	if !isPod {
-		v = &corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encode pod: %w", err)
-	}
-	return b, nil
-}
-
-func decodeGeneric(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	return v, nil
 }
 
 // typeError names the field of a type mismatch with its full path in the document.

@@ -1,10 +1,10 @@
 // Package webhook is the admission plumbing around the engine: decode the AdmissionReview's Pod, run
-// pkg/mutate, turn the typed difference into a JSONPatch, and answer with warnings and metrics. Whatever goes
+// pkg/mutate, turn the typed difference into a JSONPatch (pkg/patch, the same code the CLI applies), and
+// answer with warnings and metrics. Whatever goes
 // wrong inside lastcall, the pod is admitted: a graceful-shutdown tool must never block a deployment.
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/patch"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
 
@@ -114,7 +114,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 		return resp
 	}
 
-	patch, err := Patch(pod, res.Pod)
+	ops, err := patch.Pod(pod, res.Pod)
 	if err != nil {
 		log.Error(err, "cannot compute patch; admitted unchanged")
 		result, reason = ResultError, "patch"
@@ -122,7 +122,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 		resp.Warnings = append(warnings, "lastcall: internal error computing the patch; pod admitted without graceful-shutdown injection")
 		return resp
 	}
-	if len(patch) == 0 {
+	if len(ops) == 0 {
 		result, reason = ResultUnchanged, "already-injected"
 		resp = admission.Allowed("")
 		resp.Warnings = warnings
@@ -136,120 +136,12 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 	}
 	log.V(1).Info("pod injected", "containers", res.Injected(), "grace", res.Grace.After, "warnings", len(warnings))
 	resp = admission.Allowed("")
-	resp.Patch, resp.PatchType = encodePatch(patch), &jsonPatchType
+	resp.Patch, resp.PatchType = patch.Encode(ops), &jsonPatchType
 	resp.Warnings = warnings
 	return resp
 }
 
-// Patch diffs the typed original against the typed result. Both are marshaled by the same code, so fields
-// unknown to our API types are absent from both sides and the patch never touches them; diffing against the
-// raw request instead would "remove" every field newer than k8s.io/api.
-//
-// Only the fields the engine may change are marshaled and diffed, each on its own (the rest of a pod is often
-// most of its bytes, and generic JSON decoding is the admission path's largest cost). TestPatchCoversEngine
-// holds the engine to that list: a full-pod diff must equal this one for every golden case.
-func Patch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error) {
-	var ops []jsonpatch.JsonPatchOperation
-	for _, f := range mutableFields {
-		a, err := json.Marshal(f.get(original))
-		if err != nil {
-			return nil, fmt.Errorf("marshal original %s: %w", f.path, err)
-		}
-		b, err := json.Marshal(f.get(mutated))
-		if err != nil {
-			return nil, fmt.Errorf("marshal mutated %s: %w", f.path, err)
-		}
-		if bytes.Equal(a, b) {
-			continue
-		}
-		// A field absent before is added whole; present before, it is diffed so that what our types do not
-		// know inside it (a newer container field) is left alone.
-		switch {
-		case bytes.Equal(a, null):
-			ops = append(ops, jsonpatch.NewOperation("add", f.path, json.RawMessage(b)))
-		case bytes.Equal(b, null):
-			ops = append(ops, jsonpatch.NewOperation("remove", f.path, nil))
-		default:
-			if ops, err = diffJSON(f.path, a, b, ops); err != nil {
-				return nil, fmt.Errorf("diff %s: %w", f.path, err)
-			}
-		}
-	}
-	return ops, nil
-}
-
-var (
-	null          = []byte("null")
-	jsonPatchType = admissionv1.PatchTypeJSONPatch
-)
-
-// encodePatch writes the operations as a JSONPatch document. Values are raw JSON from our own marshaling, so
-// they are copied as they are instead of being re-validated by encoding/json (a full rescan per value).
-func encodePatch(ops []jsonpatch.JsonPatchOperation) []byte {
-	buf := make([]byte, 0, 1024)
-	buf = append(buf, '[')
-	for i, op := range ops {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		path, _ := json.Marshal(op.Path)
-		buf = append(buf, `{"op":"`...)
-		buf = append(buf, op.Operation...)
-		buf = append(buf, `","path":`...)
-		buf = append(buf, path...)
-		if op.Value != nil {
-			buf = append(buf, `,"value":`...)
-			if raw, ok := op.Value.(json.RawMessage); ok {
-				buf = append(buf, raw...)
-			} else {
-				v, _ := json.Marshal(op.Value)
-				buf = append(buf, v...)
-			}
-		}
-		buf = append(buf, '}')
-	}
-	return append(buf, ']')
-}
-
-// mutableFields are the parts of a Pod the engine writes, with their JSON pointers.
-var mutableFields = []struct {
-	path string
-	get  func(*corev1.Pod) any
-}{
-	{"/metadata/annotations", func(p *corev1.Pod) any { return nilIfEmpty(p.Annotations) }},
-	{"/spec/initContainers", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.InitContainers) }},
-	{"/spec/containers", func(p *corev1.Pod) any { return p.Spec.Containers }},
-	{"/spec/volumes", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.Volumes) }},
-	{"/spec/terminationGracePeriodSeconds", func(p *corev1.Pod) any { return p.Spec.TerminationGracePeriodSeconds }},
-	{"/spec/os", func(p *corev1.Pod) any { return p.Spec.OS }},
-}
-
-func nilIfEmpty(m map[string]string) any {
-	if len(m) == 0 {
-		return nil
-	}
-	return m
-}
-
-func nilIfEmptySlice[T any](s []T) any {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
-// FullPatch diffs whole pods; tests use it to check that Patch misses nothing the engine changes.
-func FullPatch(original, mutated *corev1.Pod) ([]jsonpatch.JsonPatchOperation, error) {
-	a, err := json.Marshal(original)
-	if err != nil {
-		return nil, fmt.Errorf("marshal original pod: %w", err)
-	}
-	b, err := json.Marshal(mutated)
-	if err != nil {
-		return nil, fmt.Errorf("marshal mutated pod: %w", err)
-	}
-	return jsonpatch.CreatePatch(a, b)
-}
+var jsonPatchType = admissionv1.PatchTypeJSONPatch
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

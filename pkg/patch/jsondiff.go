@@ -1,4 +1,4 @@
-package webhook
+package patch
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"gomodules.xyz/jsonpatch/v2"
+	gomodjsonpatch "gomodules.xyz/jsonpatch/v2"
 )
 
 // diffJSON appends the operations that turn document a into b. It decodes lazily, one level at a time into
@@ -16,7 +16,7 @@ import (
 // never decoded into generic maps, which is what made a whole-document diff the admission path's largest cost.
 // Values in the operations stay raw JSON. TestPatchCoversEngine checks the result against
 // gomodules.xyz/jsonpatch's CreatePatch for every golden case.
-func diffJSON(path string, a, b []byte, ops []jsonpatch.JsonPatchOperation) ([]jsonpatch.JsonPatchOperation, error) {
+func diffJSON(path string, a, b []byte, ops []Operation) ([]Operation, error) {
 	a, b = bytes.TrimSpace(a), bytes.TrimSpace(b)
 	if bytes.Equal(a, b) {
 		return ops, nil
@@ -47,9 +47,9 @@ func diffJSON(path string, a, b []byte, ops []jsonpatch.JsonPatchOperation) ([]j
 			bv, inB := bm[k]
 			switch {
 			case !inB:
-				ops = append(ops, jsonpatch.NewOperation("remove", p, nil))
+				ops = append(ops, gomodjsonpatch.NewOperation("remove", p, nil))
 			case !inA:
-				ops = append(ops, jsonpatch.NewOperation("add", p, bv))
+				ops = append(ops, gomodjsonpatch.NewOperation("add", p, bv))
 			default:
 				if ops, err = diffJSON(p, av, bv, ops); err != nil {
 					return nil, err
@@ -78,15 +78,15 @@ func diffJSON(path string, a, b []byte, ops []jsonpatch.JsonPatchOperation) ([]j
 			}
 		}
 		for i := n; i < len(bs); i++ {
-			ops = append(ops, jsonpatch.NewOperation("add", path+"/"+strconv.Itoa(i), bs[i]))
+			ops = append(ops, gomodjsonpatch.NewOperation("add", path+"/"+strconv.Itoa(i), bs[i]))
 		}
 		// Remove from the end, so earlier indexes stay valid.
 		for i := len(as) - 1; i >= n; i-- {
-			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
+			ops = append(ops, gomodjsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
 		}
 		return ops, nil
 	default:
-		return append(ops, jsonpatch.NewOperation("replace", path, json.RawMessage(b))), nil
+		return append(ops, gomodjsonpatch.NewOperation("replace", path, json.RawMessage(b))), nil
 	}
 }
 
@@ -103,7 +103,7 @@ func escapePointer(k string) string {
 // element is diffed against itself. A positional diff would instead rewrite the user's first init container into
 // the shim field by field, carrying fields our API types do not know onto the wrong container. ok is false when
 // the lists are not uniquely named or the order of the kept elements changed; the caller then diffs by position.
-func diffByName(path string, as, bs []json.RawMessage, ops []jsonpatch.JsonPatchOperation) ([]jsonpatch.JsonPatchOperation, bool, error) {
+func diffByName(path string, as, bs []json.RawMessage, ops []Operation) ([]Operation, bool, error) {
 	an, ok := names(as)
 	if !ok {
 		return ops, false, nil
@@ -120,7 +120,7 @@ func diffByName(path string, as, bs []json.RawMessage, ops []jsonpatch.JsonPatch
 	var kept []int
 	for i := len(an) - 1; i >= 0; i-- {
 		if !inB[an[i]] {
-			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
+			ops = append(ops, gomodjsonpatch.NewOperation("remove", path+"/"+strconv.Itoa(i), nil))
 		}
 	}
 	for i := range an {
@@ -144,7 +144,7 @@ func diffByName(path string, as, bs []json.RawMessage, ops []jsonpatch.JsonPatch
 				return nil, false, nil
 			}
 		}
-		ops = append(ops, jsonpatch.NewOperation("add", p, bs[j]))
+		ops = append(ops, gomodjsonpatch.NewOperation("add", p, bs[j]))
 	}
 	if k != len(kept) {
 		return nil, false, nil
