@@ -18,9 +18,10 @@ build: ## static binaries into bin/: lastcall-webhook (cmd/webhook), lastcall-sh
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/lastcall-shim ./cmd/lastcall
 
 .PHONY: deps
-deps: ## Debian packages and source-built Kubernetes binaries (cached by stamps)
+deps: ## Debian packages and source-built Kubernetes binaries and cert-manager (cached by stamps)
 	hack/install-deps.sh
 	hack/build-k8s.sh all
+	hack/build-cert-manager.sh
 
 .PHONY: generate
 generate: ## deepcopy, CRD and RBAC from markers (controller-gen), copied into the chart
