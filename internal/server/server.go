@@ -55,6 +55,9 @@ type Options struct {
 	// cert-controller's defaults (10 years, renewed 90 days before expiry, checked every 12 hours). Tests
 	// shorten them to force rotations.
 	ServerCertValidity, RenewBefore, RotationCheck time.Duration
+	// ShutdownTimeout bounds how long in-flight admissions may finish after SIGTERM (the manager's graceful
+	// shutdown); zero means controller-runtime's default (30 s), negative means no graceful shutdown.
+	ShutdownTimeout time.Duration
 }
 
 // NewLogger builds the zap-backed logr logger.
@@ -125,11 +128,20 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mopts := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.ProbeAddr,
-	})
+	}
+	// On SIGTERM the webhook server stops accepting connections and waits for the admissions in flight
+	// (http.Server.Shutdown); the manager gives it this long before it returns.
+	switch {
+	case o.ShutdownTimeout > 0:
+		mopts.GracefulShutdownTimeout = &o.ShutdownTimeout
+	case o.ShutdownTimeout < 0:
+		mopts.GracefulShutdownTimeout = new(time.Duration(0))
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
@@ -239,6 +251,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 	started := whs.StartedChecker()
 	if err := mgr.AddReadyzCheck("ready", func(r *http.Request) error {
+		// Not ready once shutdown has started: the probe server is the last thing the manager stops, so it
+		// says so while the webhook server drains.
+		if ctx.Err() != nil {
+			return errors.New("shutting down")
+		}
 		select {
 		case <-certsReady:
 		default:

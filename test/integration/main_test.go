@@ -26,6 +26,9 @@ var (
 	cfg       *rest.Config
 	k8s       client.Client
 	probeAddr string
+	// certDir and policyFile are what the suite's webhook server runs with; tests that start their own
+	// server use them too.
+	certDir, policyFile string
 )
 
 func TestMain(m *testing.M) {
@@ -84,6 +87,7 @@ func run(m *testing.M) int {
 	probeAddr, _ = testenv.FreeAddr()
 	metricsAddr, _ := testenv.FreeAddr()
 	policy := filepath.Join(os.TempDir(), fmt.Sprintf("lastcall-policy-%d.yaml", os.Getpid()))
+	certDir, policyFile = wo.LocalServingCertDir, policy
 	_ = os.WriteFile(policy, []byte("defaultProfile: http\n"), 0o600)
 	defer os.Remove(policy)
 	done := make(chan error, 1)
