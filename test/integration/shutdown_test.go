@@ -28,7 +28,7 @@ import (
 // shutdown.drainSeconds makes. The real binary and a real signal, against the suite's API server.
 func TestShutdownDrainsInFlightAdmission(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "lastcall-webhook")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/lastcall-webhook")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/webhook")
 	build.Dir = repoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
