@@ -321,15 +321,9 @@ func (e *Engine) ensureCheck(pod *corev1.Pod, p *plan, st *shimState) {
 		if !equalStrings(c.Command, cmd) {
 			c.Command = cmd
 		}
-		for _, v := range env {
-			upsertEnv(c, v)
-		}
-		for _, f := range app.EnvFrom {
-			upsertEnvFrom(c, f)
-		}
-		for _, m := range mounts {
-			upsertMount(c, m)
-		}
+		c.Env = upsertEach(c.Env, env, func(a, b *corev1.EnvVar) bool { return a.Name == b.Name })
+		c.EnvFrom = upsertEach(c.EnvFrom, app.EnvFrom, func(a, b *corev1.EnvFromSource) bool { return equality.Semantic.DeepEqual(a, b) })
+		c.VolumeMounts = upsertEach(c.VolumeMounts, mounts, func(a, b *corev1.VolumeMount) bool { return a.MountPath == b.MountPath })
 		setResources(&c.Resources, &e.policy.Checks.Resources)
 		if c.SecurityContext == nil && app.SecurityContext != nil {
 			c.SecurityContext = app.SecurityContext.DeepCopy()
@@ -355,25 +349,34 @@ func (e *Engine) ensureCheck(pod *corev1.Pod, p *plan, st *shimState) {
 	pod.Spec.InitContainers = append(pod.Spec.InitContainers, want)
 }
 
-func upsertEnv(c *corev1.Container, v corev1.EnvVar) {
-	for i := range c.Env {
-		if c.Env[i].Name == v.Name {
-			if !equality.Semantic.DeepEqual(c.Env[i], v) {
-				c.Env[i] = v
+// upsertEach makes every element of want present in have: an element of have that is the same (by same) is
+// replaced by want's when they differ, and the rest of want is appended. Elements only have has (another
+// mutator's) stay, in order. Each element of have is matched at most once, so duplicates in an invalid pod
+// still converge on one pass.
+func upsertEach[T any](have, want []T, same func(a, b *T) bool) []T {
+	var used []bool
+	for i := range want {
+		found := false
+		for j := range have {
+			if (used == nil || !used[j]) && same(&have[j], &want[i]) {
+				if used == nil {
+					used = make([]bool, len(have), len(have)+len(want))
+				}
+				used[j], found = true, true
+				if !equality.Semantic.DeepEqual(have[j], want[i]) {
+					have[j] = want[i]
+				}
+				break
 			}
-			return
+		}
+		if !found {
+			have = append(have, want[i])
+			if used != nil {
+				used = append(used, true)
+			}
 		}
 	}
-	c.Env = append(c.Env, v)
-}
-
-func upsertEnvFrom(c *corev1.Container, f corev1.EnvFromSource) {
-	for i := range c.EnvFrom {
-		if equality.Semantic.DeepEqual(c.EnvFrom[i], f) {
-			return
-		}
-	}
-	c.EnvFrom = append(c.EnvFrom, *f.DeepCopy())
+	return have
 }
 
 // fpmConfigArg finds php-fpm's -y/--fpm-config argument.

@@ -222,7 +222,9 @@ func (e *Engine) renderContainer(pod *corev1.Pod, p *plan, st *shimState, res *R
 		} else if hook.Exec != nil {
 			p.d.Rendering, p.d.Why = RenderShimSleep, "the server drains on SIGTERM; this cluster has no native preStop sleep, so the shim sleeps"
 		}
-	case p.signal != profiles.SIGTERM && e.caps.StopSignal:
+	case p.signal != profiles.SIGTERM && e.caps.StopSignal && (c.Lifecycle == nil || c.Lifecycle.StopSignal == nil ||
+		string(*c.Lifecycle.StopSignal) == string(p.signal) || strings.HasPrefix(p.d.StopSignalSource, "annotation ")):
+		// The user's own stopSignal is replaced only by the user's own annotation.
 		sig := corev1.Signal(p.signal)
 		stopSignal = &sig
 		hook = e.sleepHook(p.delay, st)
