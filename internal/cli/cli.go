@@ -52,6 +52,9 @@ Input flags (inject, explain):
   --namespace-annotations k=v,...  the namespace's annotations (e.g. lastcall.dev/default-profile=gunicorn)
   --namespace-selector MODE   optIn (default) or all, as the chart's webhook.namespaceSelector.mode
   --strict                    exit 1 when any pod has a warning or problem
+  --pod-template KIND.GROUP=PATH  also inject this kind, whose pod template is at PATH (repeatable), e.g.
+                              --pod-template Widget.example.com=spec.podTemplate; see docs/cli.md for the kinds
+                              read without it
 
 Exit codes: 0 success; 1 findings with --strict (or a strict policy denies a pod); 2 bad input.
 `
@@ -91,6 +94,7 @@ type inputFlags struct {
 	namespace, nsLabels, nsAnnotations     string
 	selector                               string
 	strict                                 bool
+	podTemplates                           podTemplateFlag
 }
 
 func (f *inputFlags) register(fs *flag.FlagSet) {
@@ -104,6 +108,7 @@ func (f *inputFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.nsAnnotations, "namespace-annotations", "", "namespace annotations k=v,...")
 	fs.StringVar(&f.selector, "namespace-selector", SelectorOptIn, "optIn or all")
 	fs.BoolVar(&f.strict, "strict", false, "exit 1 on any warning or problem")
+	fs.Var(&f.podTemplates, "pod-template", "KIND[.GROUP]=PATH: where a kind keeps its pod template (repeatable)")
 }
 
 // newFlagSet returns a flag set that reports errors to stderr once and never exits.
@@ -159,6 +164,10 @@ func (f *inputFlags) setup() (*Injector, error) {
 	if err != nil {
 		return nil, err
 	}
+	kinds, err := f.podTemplates.kinds()
+	if err != nil {
+		return nil, err
+	}
 	ns := Namespaces{Default: f.namespace, Selector: f.selector}
 	if f.selector != SelectorOptIn && f.selector != SelectorAll {
 		return nil, fmt.Errorf("--namespace-selector %q: must be %s or %s", f.selector, SelectorOptIn, SelectorAll)
@@ -180,6 +189,7 @@ func (f *inputFlags) setup() (*Injector, error) {
 		Engine:     mutate.New(mutate.Options{Policy: policy, Capabilities: mutate.ResolveCapabilities(policy.Capabilities, minor), Version: version.Version}),
 		Catalog:    catalog,
 		Namespaces: ns,
+		Kinds:      kinds,
 	}, nil
 }
 

@@ -88,6 +88,8 @@ func explainPods(pods []podReport, catalog *profiles.Catalog) *Explanation {
 		switch {
 		case p.NamespaceSkip != "":
 			pe.Skip = &SkipExplain{Code: "namespace-not-selected", Message: p.NamespaceSkip}
+		case p.KindSkip != "":
+			pe.Skip = &SkipExplain{Code: "kind-not-injected", Message: p.KindSkip}
 		case p.Result != nil:
 			r := p.Result
 			if r.Skip != nil {

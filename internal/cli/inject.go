@@ -47,15 +47,19 @@ func (in *Injector) Inject(data []byte) (*Output, error) {
 	return out, nil
 }
 
-// findings writes one line per warning, problem, denial and namespace skip to w, each prefixed with the
-// document, and reports whether any of them counts for --strict (a namespace skip does not: it is the user's
-// selection, not a defect of the manifest).
+// findings writes one line per warning, problem, denial, namespace skip and document left alone to w, each
+// prefixed with the document, and reports whether any of them counts for --strict (a skip does not: it is the
+// user's selection or a kind lastcall does not read, not a defect of the manifest).
 func findings(w io.Writer, pods []podReport) (strictFindings, denied bool) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
 	for _, p := range pods {
 		if p.NamespaceSkip != "" {
 			fmt.Fprintf(bw, "lastcall: note: %s: not injected: %s\n", p.Ref, p.NamespaceSkip)
+			continue
+		}
+		if p.KindSkip != "" {
+			fmt.Fprintf(bw, "lastcall: note: %s: not injected: %s\n", p.Ref, p.KindSkip)
 			continue
 		}
 		if p.Denied != "" {

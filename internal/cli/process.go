@@ -19,19 +19,6 @@ import (
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
 
-// templatePaths says where each workload kind keeps its pod template. Pods are their own template.
-var templatePaths = map[string][]string{
-	"Pod":                   nil,
-	"Deployment":            {"spec", "template"},
-	"StatefulSet":           {"spec", "template"},
-	"DaemonSet":             {"spec", "template"},
-	"ReplicaSet":            {"spec", "template"},
-	"ReplicationController": {"spec", "template"},
-	"Job":                   {"spec", "template"},
-	"PodTemplate":           {"template"},
-	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
-}
-
 // isList reports a List (v1 List, or a typed list such as DeploymentList as `kubectl get -o yaml` writes).
 func isList(kind string) bool {
 	return kind == "List" || (strings.HasSuffix(kind, "List") && len(kind) > 4)
@@ -81,6 +68,15 @@ type Injector struct {
 	Engine     *mutate.Engine
 	Catalog    *profiles.Catalog
 	Namespaces Namespaces
+	// Kinds says where each kind keeps its pod template; nil means builtinKinds.
+	Kinds Kinds
+}
+
+func (in *Injector) kinds() Kinds {
+	if in.Kinds == nil {
+		return builtinKinds
+	}
+	return in.Kinds
 }
 
 // objRef names one pod or pod template in the input for messages: the document, the item inside a List, the
@@ -121,6 +117,9 @@ type podReport struct {
 	// Result is nil when the webhook would never be called for the pod (NamespaceSkip says why).
 	Result        *mutate.Result
 	NamespaceSkip string
+	// KindSkip is set for a document that holds containers but is not of a kind inject reads (or of one it
+	// leaves alone on purpose): why, and how to make it injected.
+	KindSkip string
 	// Denied is set when the policy is strict and the webhook would refuse the pod.
 	Denied string
 }
@@ -183,7 +182,7 @@ func (in *Injector) processAll(docs []document) []docResult {
 
 func (in *Injector) document(d *document) docResult {
 	ref := objRef{Document: d.index, Line: d.line}
-	if !d.json && passthroughKind(d.text) {
+	if !d.json && in.passthrough(d.text) {
 		return docResult{}
 	}
 	obj, err := decodeDocument(d)
@@ -192,11 +191,6 @@ func (in *Injector) document(d *document) docResult {
 	}
 	if obj == nil {
 		return docResult{}
-	}
-	if kind, _ := obj["kind"].(string); !isList(kind) {
-		if _, ok := templatePaths[kind]; !ok {
-			return docResult{}
-		}
 	}
 	var res docResult
 	changed, err := in.object(obj, ref, &res.pods)
@@ -360,12 +354,13 @@ func yamlValue(v any) any {
 	return v
 }
 
-// passthroughKind reads the kind of a block-style YAML document from its top-level "kind:" line and reports
-// whether it certainly holds no pod template, so that ConfigMaps, Services and the like are copied without
-// being parsed (parsing is most of inject's cost). Anything unusual (no such line, two of them, flow style,
-// a quoted or anchored value) goes through the parser.
-func passthroughKind(text []byte) bool {
-	kind := ""
+// passthrough reads the kind of a block-style YAML document from its top-level "kind:" line and reports
+// whether it certainly holds no pod template and no containers, so that ConfigMaps, Services and the like are
+// copied without being parsed (parsing is most of inject's cost). Anything unusual (no such line, two of them,
+// flow style, a quoted or anchored value) goes through the parser, and so does any document whose text says
+// "containers": a kind inject does not read is reported when it holds some.
+func (in *Injector) passthrough(text []byte) bool {
+	var kind, apiVersion string
 	for rest := text; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -373,34 +368,38 @@ func passthroughKind(text []byte) bool {
 		} else {
 			rest = nil
 		}
-		if !bytes.HasPrefix(line, []byte("kind:")) {
-			if len(line) > 0 && (line[0] == '{' || line[0] == '[') {
+		if len(line) > 0 && (line[0] == '{' || line[0] == '[') {
+			return false
+		}
+		for _, f := range [2]struct {
+			key string
+			v   *string
+		}{{"kind:", &kind}, {"apiVersion:", &apiVersion}} {
+			if !bytes.HasPrefix(line, []byte(f.key)) {
+				continue
+			}
+			v := bytes.TrimSpace(line[len(f.key):])
+			if i := bytes.Index(v, []byte(" #")); i >= 0 {
+				v = bytes.TrimSpace(v[:i])
+			}
+			if *f.v != "" || len(v) == 0 || !isPlainWord(v) {
 				return false
 			}
-			continue
+			*f.v = string(v)
 		}
-		if kind != "" {
-			return false
-		}
-		v := bytes.TrimSpace(line[len("kind:"):])
-		if i := bytes.Index(v, []byte(" #")); i >= 0 {
-			v = bytes.TrimSpace(v[:i])
-		}
-		if len(v) == 0 || !isPlainWord(v) {
-			return false
-		}
-		kind = string(v)
 	}
-	if kind == "" {
+	if kind == "" || isList(kind) {
 		return false
 	}
-	_, workload := templatePaths[kind]
-	return !workload && !isList(kind)
+	if _, _, known := in.kinds().lookup(apiVersion, kind); known {
+		return false
+	}
+	return !bytes.Contains(text, []byte("containers"))
 }
 
 func isPlainWord(b []byte) bool {
 	for _, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '/') {
 			return false
 		}
 	}
@@ -442,10 +441,15 @@ func (in *Injector) object(obj map[string]any, ref objRef, pods *[]podReport) (b
 		}
 		return changed, nil
 	}
-	path, ok := templatePaths[ref.Kind]
-	if !ok {
+	apiVersion, _ := obj["apiVersion"].(string)
+	k, tk, known := in.kinds().lookup(apiVersion, ref.Kind)
+	if !known || tk.skip != "" {
+		if why := leftAlone(k, tk, known, obj); why != "" {
+			*pods = append(*pods, podReport{Ref: ref, KindSkip: why})
+		}
 		return false, nil
 	}
+	path := tk.path
 	tmpl := obj
 	for _, k := range path {
 		next, ok := tmpl[k].(map[string]any)
