@@ -18,10 +18,11 @@ build: ## static binaries into bin/: lastcall-webhook (cmd/webhook), lastcall-sh
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/lastcall-shim ./cmd/lastcall
 
 .PHONY: deps
-deps: ## Debian packages and source-built Kubernetes binaries and cert-manager (cached by stamps)
+deps: ## Debian packages, source-built Kubernetes binaries, cert-manager and Traefik (cached by stamps)
 	hack/install-deps.sh
 	hack/build-k8s.sh all
 	hack/build-cert-manager.sh
+	hack/build-traefik.sh
 
 .PHONY: generate
 generate: ## deepcopy, CRD and RBAC from markers (controller-gen), copied into the chart
@@ -53,7 +54,7 @@ bench: ## engine and admission benchmarks next to the DESIGN.md bars
 	LASTCALL_BENCH=1 go test -count=1 -v -run TestWebhookRSSWithLargeCache ./test/memory | tee -a bench.out
 
 .PHONY: images
-images: build ## OCI image tarballs (no Docker): base test images and lastcall-webhook/lastcall-shim
+images: build ## OCI image tarballs (no Docker): base test images, Traefik and lastcall-webhook/lastcall-shim
 	hack/images.sh all
 
 .PHONY: cluster-up
@@ -72,7 +73,7 @@ e2e: deps images ## end-to-end suite on a real cluster (local by default; KIND=1
 test: deps lint verify-generate test-unit fuzz e2e ## everything CI runs
 
 .PHONY: demo
-demo: deps images ## rollout of nginx + php-fpm under load without and with lastcall, one table (local cluster left running)
+demo: deps images ## rollout and scale-down of nginx + php-fpm behind Traefik under load, without and with lastcall: table + pictures (cluster left running)
 	go run -tags e2e ./test/e2e/demo $(DEMO_ARGS)
 
 .PHONY: demo-down
