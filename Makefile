@@ -49,7 +49,7 @@ fuzz: ## a short run of every fuzz target
 	hack/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: bench
-bench: ## engine and admission benchmarks next to the DESIGN.md bars
+bench: ## engine, admission and memory benchmarks (bars: docs/design.md#bars)
 	go test -run '^$$' -bench . -benchmem -count $(or $(COUNT),5) ./pkg/mutate ./pkg/webhook ./cmd/lastcall-shim | tee bench.out
 	LASTCALL_BENCH=1 go test -count=1 -v -run TestWebhookRSSWithLargeCache ./test/memory | tee -a bench.out
 

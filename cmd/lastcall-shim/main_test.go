@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// maxBinarySize is DESIGN.md's bar: the init container copies the binary into every pod that needs it.
+// maxBinarySize is the shim's size bar (docs/design.md#bars): the init container copies the binary into every pod that needs it.
 const maxBinarySize = 4 << 20
 
 const testVersion = "v9.9.9-test"

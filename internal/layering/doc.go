@@ -6,4 +6,7 @@
 //     writes files, and those libraries would triple its size and start-up work.
 //   - The shim (cmd/lastcall-shim) is copied into every pod: it links the standard library, x/sys and
 //     pkg/shim and pkg/version only.
+//
+// Its other test holds the prose to the tree: every path in the README's layout table exists and every package
+// sits under one of its rows, and docs/design.md names every lastcall.dev/ key and every rendering.
 package layering

@@ -10,7 +10,7 @@ import (
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
 
-// typicalPod is the DESIGN.md §10 "typical two-container pod": nginx in front of php-fpm, a few env vars,
+// typicalPod is the "typical two-container pod" of the engine bar (docs/design.md#bars): nginx in front of php-fpm, a few env vars,
 // mounts and labels, as a Deployment's ReplicaSet would create it.
 func typicalPod() *corev1.Pod {
 	mounts := []corev1.VolumeMount{{Name: "sock", MountPath: "/run/php"}, {Name: "conf", MountPath: "/etc/app"}}
@@ -29,7 +29,7 @@ func typicalPod() *corev1.Pod {
 	}
 }
 
-// Bar (DESIGN.md §10): <= 20 µs and <= 150 allocations per typical two-container pod.
+// Bar (docs/design.md#bars): <= 20 µs and <= 150 allocations per typical two-container pod.
 func BenchmarkMutateTypicalPod(b *testing.B) {
 	e := mutate.New(mutate.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "bench"})
 	cat := profiles.Builtins()

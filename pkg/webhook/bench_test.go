@@ -57,7 +57,7 @@ func admit(h *webhook.Handler, body []byte) ([]byte, error) {
 	return json.Marshal(&out)
 }
 
-// BenchmarkAdmission is the full path; the bar (DESIGN.md §10) is <= 3x BenchmarkDecodeEncodeBaseline.
+// BenchmarkAdmission is the full path; the bar (docs/design.md#bars) is <= 3x BenchmarkDecodeEncodeBaseline.
 func BenchmarkAdmission(b *testing.B) {
 	h, body := benchHandler(), typicalReview()
 	b.ReportAllocs()

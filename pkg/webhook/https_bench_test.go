@@ -39,7 +39,7 @@ func postReview(c *http.Client, url string, body []byte) error {
 }
 
 // BenchmarkHTTPSThroughput: admissions per second over HTTPS keep-alive connections with as many concurrent
-// clients as the API server would use. Bar (DESIGN.md §10): >= 3,000 requests/s on 2 cores.
+// clients as the API server would use. Bar (docs/design.md#bars): >= 3,000 requests/s on 2 cores.
 func BenchmarkHTTPSThroughput(b *testing.B) {
 	srv, c := httpsServer(b)
 	body := typicalReview()
@@ -58,7 +58,7 @@ func BenchmarkHTTPSThroughput(b *testing.B) {
 }
 
 // BenchmarkHTTPSLatencyAt500rps: an open-loop load of 500 requests/s for 4 s; reports the p50 and p99 latency.
-// Bar (DESIGN.md §10): p99 <= 2 ms.
+// Bar (docs/design.md#bars): p99 <= 2 ms.
 func BenchmarkHTTPSLatencyAt500rps(b *testing.B) {
 	srv, c := httpsServer(b)
 	body := typicalReview()

@@ -21,7 +21,7 @@ import (
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
 )
 
-// Keys of lastcall's user contract (DESIGN §3), spelled out: the suite tests the contract, not the constants.
+// Keys of lastcall's user contract (docs/design.md#keys), spelled out: the suite tests the contract, not the constants.
 const (
 	annInjected     = "lastcall.dev/injected"
 	annDrainDelay   = "lastcall.dev/drain-delay"

@@ -70,7 +70,7 @@ func wantInjected(t *testing.T, r *scenario.RolloutResult, want string) {
 	}
 }
 
-// The headline scenario (DESIGN §9, issue 7): `kubectl rollout restart` of an nginx + php-fpm Deployment under
+// The headline scenario (docs/design.md#bars, docs/results.md): `kubectl rollout restart` of an nginx + php-fpm Deployment under
 // a load that follows the EndpointSlices with a 1 s propagation delay. The same manifests fail requests in a
 // namespace without lastcall and fail none in an opted-in one. Not parallel: the other tests' pods would
 // compete for the two cores during the measurement.

@@ -1,5 +1,5 @@
 // Package memory measures the webhook binary's resident memory with a large cluster's worth of cached objects:
-// 10,000 namespaces and 100 ShutdownProfiles on a real kube-apiserver. Bar (DESIGN.md §10): RSS <= 64 MiB.
+// 10,000 namespaces and 100 ShutdownProfiles on a real kube-apiserver. Bar (docs/design.md#bars): RSS <= 64 MiB.
 package memory
 
 import (
