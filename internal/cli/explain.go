@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 	"github.com/lastcall-dev/lastcall/pkg/version"
@@ -75,6 +77,8 @@ type Event struct {
 	At      string  `json:"at"`
 	Seconds float64 `json:"seconds"`
 	What    string  `json:"what"`
+	// Source says where the step's number came from (the profile, an annotation, the command line, ordering).
+	Source string `json:"source,omitempty"`
 }
 
 func (e Event) String() string { return "t=" + e.At + " " + e.What }
@@ -132,67 +136,14 @@ func explainContainer(d *mutate.Decision, g *mutate.Grace, catalog *profiles.Cat
 	if d.DrainTimeout != nil {
 		c.DrainTimeout = human(d.DrainTimeout.Duration)
 	}
-	if d.Skip == nil && d.Rendering != "" && g != nil && d.DrainDelay != nil && d.DrainTimeout != nil {
-		c.Timeline = timeline(d, time.Duration(g.After)*time.Second)
+	for _, st := range d.Timeline(g) {
+		c.Timeline = append(c.Timeline, Event{At: human(st.At), Seconds: st.At.Seconds(), What: st.What, Source: st.Source})
 	}
 	return c
 }
 
-// human writes a duration as people do: "10m" and "1h", not "10m0s" and "1h0m0s". Go parses both.
-func human(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
-
-// timeline spells out what happens to one container from the start of termination, for the rendering the
-// engine chose: who waits, who sends which signal when, and when the kubelet kills.
-func timeline(d *mutate.Decision, grace time.Duration) []Event {
-	delay, timeout, sig, name := d.DrainDelay.Duration, d.DrainTimeout.Duration, string(d.StopSignal), d.Container
-	at := func(t time.Duration, what string) Event {
-		return Event{At: human(t), Seconds: t.Seconds(), What: what}
-	}
-	var ev []Event
-	sleeper := "preStop sleeps " + human(delay)
-	if d.Rendering == mutate.RenderShimSleep || d.Rendering == mutate.RenderShimExec {
-		sleeper = "preStop: lastcall-shim sleeps " + human(delay)
-	}
-	if d.OrderedAfter != "" {
-		sleeper += " (1s more than " + d.OrderedAfter + ", so " + d.OrderedAfter + " stops taking requests first)"
-	}
-	done := at(delay+timeout, "drain timeout ("+human(timeout)+") ends: "+name+" should have exited")
-	switch d.Rendering {
-	case mutate.RenderNativeSleep, mutate.RenderShimSleep:
-		if delay == 0 {
-			ev = append(ev, at(0, "termination starts; kubelet sends SIGTERM"))
-		} else {
-			ev = append(ev, at(0, "termination starts; "+sleeper), at(delay, "kubelet sends SIGTERM"))
-		}
-		ev = append(ev, done)
-	case mutate.RenderStopSignal:
-		ev = append(ev, at(0, "termination starts; "+sleeper), at(delay, "kubelet sends "+sig+" (lifecycle.stopSignal)"), done)
-	case mutate.RenderSupervise:
-		how := "forwards it to " + name
-		if sig != string(profiles.SIGTERM) {
-			how = "turns it into " + sig + " for " + name
-		}
-		ev = append(ev, at(0, "termination starts; "+sleeper), at(delay, "kubelet sends SIGTERM; lastcall-shim run (PID 1) "+how), done)
-	case mutate.RenderShimExec:
-		ev = append(ev, at(0, "termination starts; "+sleeper),
-			at(delay, "lastcall-shim sends "+sig+" to "+name+" and waits for it to exit (the kubelet reports the hook as failed, exit 137, when it does: expected)"),
-			at(delay+timeout, "drain timeout ("+human(timeout)+") ends: "+name+" should have exited; if not, the hook returns and the kubelet sends SIGTERM"))
-	case mutate.RenderGraceOnly:
-		ev = append(ev, at(0, "termination starts; kubelet sends SIGTERM at once (no drain delay)"), at(timeout, "drain timeout ("+human(timeout)+") ends: "+name+" should have exited"))
-	case mutate.RenderKeptExisting:
-		ev = append(ev, at(0, "termination starts; the container's own preStop hook runs (kept), then the kubelet sends its stop signal"))
-	}
-	return append(ev, at(grace, "grace period ends: kubelet sends SIGKILL if "+name+" is still running"))
-}
+// human writes a duration the way the engine's sentences do.
+func human(d time.Duration) string { return mutate.Human(d) }
 
 func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var f inputFlags
@@ -262,11 +213,11 @@ func writeExplainText(w io.Writer, ex *Explanation) {
 			fmt.Fprintf(bw, "  DENIED: %s\n", p.Denied)
 		}
 		if g := p.Grace; g != nil {
-			before := "unset (30s)"
+			before := fmt.Sprintf("unset (%ds)", corev1.DefaultTerminationGracePeriodSeconds)
 			if g.Before != nil {
 				before = fmt.Sprintf("%ds", *g.Before)
 			}
-			line := fmt.Sprintf("  grace period: %s -> %ds (the longest shutdown needs %ds including a 2s margin)", before, g.After, g.Needed)
+			line := fmt.Sprintf("  grace period: %s -> %ds (the longest shutdown needs %ds including a %s margin)", before, g.After, g.Needed, human(mutate.GraceMargin))
 			if g.Capped {
 				line += ", capped by the policy's maxGracePeriod"
 			}
@@ -298,7 +249,7 @@ func writeExplainText(w io.Writer, ex *Explanation) {
 			fmt.Fprintf(bw, "    profile:   %s%s; %s\n", c.Profile, origin, c.ProfileSource)
 			fmt.Fprintf(bw, "    shutdown:  drain delay %s, stop signal %s, drain timeout %s\n", c.DrainDelay, c.StopSignal, c.DrainTimeout)
 			if c.OrderedAfter != "" {
-				fmt.Fprintf(bw, "    ordering:  signalled 1s after the proxy %s (its drain delay includes that second)\n", c.OrderedAfter)
+				fmt.Fprintf(bw, "    ordering:  signalled at least %s after the latest proxy, %s (an upstream's delay is at least the latest proxy delay + %s)\n", human(mutate.ProxyOrderDelay), c.OrderedAfter, human(mutate.ProxyOrderDelay))
 			}
 			if c.Rendering != "" {
 				fmt.Fprintf(bw, "    rendering: %s: %s\n", c.Rendering, c.Why)
@@ -312,6 +263,11 @@ func writeExplainText(w io.Writer, ex *Explanation) {
 					label = "               "
 				}
 				fmt.Fprintf(bw, "%s%s\n", label, e)
+				// Numbers that are not simply the profile's say where they came from; the grace period's
+				// arithmetic is on the pod's "grace period" line.
+				if e.Source != "" && e.Source != "the "+c.Profile+" profile" && j < len(c.Timeline)-1 {
+					fmt.Fprintf(bw, "                 from %s\n", e.Source)
+				}
 			}
 		}
 		for _, pr := range p.Problems {

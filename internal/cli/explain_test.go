@@ -63,10 +63,10 @@ func TestExplainJSON(t *testing.T) {
 		Container: "nginx", Profile: "nginx", ProfileSource: `detected: image "nginx:1.27" matches "nginx"`, ProfileOrigin: "built-in",
 		DrainDelay: "5s", StopSignal: "SIGQUIT", DrainTimeout: "25s", Rendering: "shim-exec", Why: nginx.Why,
 		Timeline: []Event{
-			{At: "0s", Seconds: 0, What: "termination starts; preStop: lastcall-shim sleeps 5s"},
-			{At: "5s", Seconds: 5, What: "lastcall-shim sends SIGQUIT to nginx and waits for it to exit (the kubelet reports the hook as failed, exit 137, when it does: expected)"},
-			{At: "30s", Seconds: 30, What: "drain timeout (25s) ends: nginx should have exited; if not, the hook returns and the kubelet sends SIGTERM"},
-			{At: "38s", Seconds: 38, What: "grace period ends: kubelet sends SIGKILL if nginx is still running"},
+			{At: "0s", Seconds: 0, What: "termination starts; preStop: lastcall-shim sleeps 5s", Source: "the nginx profile"},
+			{At: "5s", Seconds: 5, What: "lastcall-shim sends SIGQUIT to nginx and waits for it to exit (the kubelet reports the hook as failed, exit 137, when it does: expected)", Source: "the nginx profile"},
+			{At: "30s", Seconds: 30, What: "drain timeout (25s) ends: nginx should have exited; if not, the hook returns and the kubelet sends SIGTERM", Source: "the nginx profile"},
+			{At: "38s", Seconds: 38, What: "grace period ends: kubelet sends SIGKILL if nginx is still running", Source: "terminationGracePeriodSeconds 38: the longest container's delay + timeout + 2s margin needs 38s"},
 		},
 	}
 	if d := cmp.Diff(want, nginx); d != "" {
@@ -103,7 +103,8 @@ func TestExplainStopSignalTimeline(t *testing.T) {
 			"               t=5s kubelet sends SIGQUIT (lifecycle.stopSignal)\n" +
 			"               t=30s drain timeout (25s) ends: nginx should have exited\n" +
 			"               t=38s grace period ends: kubelet sends SIGKILL if nginx is still running\n",
-		"    ordering:  signalled 1s after the proxy nginx (its drain delay includes that second)\n",
+		"    ordering:  signalled at least 1s after the latest proxy, nginx (an upstream's delay is at least the latest proxy delay + 1s)\n",
+		"               from ordering: 1s more than nginx, the latest proxy, so it stops taking requests first (its own delay was 5s, from the php-fpm profile)\n",
 		"    timeline:  t=0s termination starts; preStop sleeps 6s (1s more than nginx, so nginx stops taking requests first)\n",
 		"1 pods: 1 injected, 0 skipped, 0 denied; 0 warnings\n",
 	} {
@@ -193,9 +194,9 @@ func TestExplainGraceOnly(t *testing.T) {
 	ex := explainJSON(t, in)
 	c := ex.Pods[0].Containers[0]
 	want := []Event{
-		{At: "0s", Seconds: 0, What: "termination starts; kubelet sends SIGTERM at once (no drain delay)"},
-		{At: "10m", Seconds: 600, What: "drain timeout (10m) ends: w should have exited"},
-		{At: "10m2s", Seconds: 602, What: "grace period ends: kubelet sends SIGKILL if w is still running"},
+		{At: "0s", Seconds: 0, What: "termination starts; kubelet sends SIGTERM at once (no drain delay)", Source: "the celery profile"},
+		{At: "10m", Seconds: 600, What: "drain timeout (10m) ends: w should have exited", Source: "the celery profile"},
+		{At: "10m2s", Seconds: 602, What: "grace period ends: kubelet sends SIGKILL if w is still running", Source: "terminationGracePeriodSeconds 602: the longest container's delay + timeout + 2s margin needs 602s"},
 	}
 	if c.Rendering != "grace-only" || !cmp.Equal(want, c.Timeline) {
 		t.Errorf("celery: rendering %s timeline %s", c.Rendering, cmp.Diff(want, c.Timeline))
@@ -207,5 +208,20 @@ func TestExplainNothing(t *testing.T) {
 	out, _, code := run(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "explain")
 	if code != ExitOK || out != "no pods or pod templates in the input\n" {
 		t.Errorf("exit %d, output %q", code, out)
+	}
+}
+
+// The engine's timeline says where each number came from; explain prints it and restates nothing.
+func TestExplainSourcesFromTheEngine(t *testing.T) {
+	t.Parallel()
+	in := "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {lastcall.dev/drain-delay: 3s}}\nspec:\n  containers:\n  - {name: api, image: x, command: [gunicorn, app, --graceful-timeout=90]}\n"
+	ex := explainJSON(t, in)
+	tl := ex.Pods[0].Containers[0].Timeline
+	if len(tl) != 4 || tl[0].Source != "annotation lastcall.dev/drain-delay" || tl[2].Source != "the command's --graceful-timeout 90" || tl[2].Seconds != 93 {
+		t.Fatalf("timeline %+v", tl)
+	}
+	text, _, _ := run(t, in, "explain")
+	if !strings.Contains(text, "from the command's --graceful-timeout 90\n") {
+		t.Errorf("explain text lacks the timeout's source:\n%s", text)
 	}
 }
