@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lastcall-dev/lastcall/internal/loadgen"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
 
@@ -152,4 +154,144 @@ func hookInNS(t *testing.T, ns *nsProc, args ...string) *hookRun {
 // the tests can afford; the in-flight work in these tests is shorter than both.
 func exitBound(p *profiles.Profile) time.Duration {
 	return min(p.DrainTimeout, 40*time.Second)
+}
+
+// slowHTTP is a server under test that holds K slow requests until released, plus a fast path for readiness.
+type slowHTTP struct {
+	argv     []string // run as PID 1 of a PID namespace
+	env      []string
+	addr     string        // IP:port the server listens on
+	fast     string        // path answered at once
+	slow     string        // path held until release
+	running  func() int    // slow requests the server is executing now
+	release  func()        // lets every slow request finish
+	k        int           // slow requests in flight at the signal; inflight when 0
+	hookArgs []string      // `lastcall-shim prestop ...` run inside the namespace
+	signal   func(*nsProc) // instead of a hook: the baseline's own signal to PID 1 (nil: use hookArgs)
+}
+
+// httpResult is what one shutdown of a slowHTTP measured.
+type httpResult struct {
+	inflight    *loadgen.Report // the K slow requests
+	duringDelay *loadgen.Report // new requests sent during the hook's drain delay (hook runs only)
+	signalAt    time.Time
+	refused     bool          // a new connection was refused while the slow requests still ran
+	exitAfter   time.Duration // from the signal to the namespace's end; 0 if it did not end
+	hook        *hookRun
+	ns          *nsProc
+	exitedSelf  bool // the server exited by itself within the bound
+}
+
+// runSlowHTTP starts srv, puts K requests in flight, signals it (the hook, or srv.signal), checks that new
+// connections are refused while the slow requests still run, releases them releaseAfter after the signal and
+// waits up to bound for the server to exit.
+func runSlowHTTP(t *testing.T, srv slowHTTP, bound time.Duration) httpResult {
+	t.Helper()
+	k := srv.k
+	if k == 0 {
+		k = inflight
+	}
+	ns := startInPIDNS(t, srv.env, srv.argv...)
+	t.Cleanup(srv.release)
+	waitFor(t, 3*readyBound, fmt.Sprintf("%v to serve %s", srv.argv, srv.fast), func() bool {
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: srv.addr, Path: srv.fast, Requests: 1, Timeout: time.Second})
+		return err == nil && rep.Count(loadgen.OK) == 1
+	})
+	slow := make(chan *loadgen.Report, 1)
+	go func() {
+		rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: srv.addr, Path: srv.slow, Clients: k, Requests: k, Timeout: 2 * serveTimeout})
+		if err != nil {
+			t.Error(err)
+		}
+		slow <- rep
+	}()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d slow requests running", k), func() bool { return srv.running() >= k })
+	res := httpResult{ns: ns}
+	if srv.signal != nil {
+		res.signalAt = time.Now()
+		srv.signal(ns)
+	} else {
+		res.hook = hookInNS(t, ns, srv.hookArgs...)
+		// New connections during the drain delay, as endpoints still send them: every one must be served.
+		res.duringDelay = &loadgen.Report{}
+		waitFor(t, 10*time.Second, "the hook to signal", func() bool {
+			select {
+			case <-res.hook.done:
+				return true
+			default:
+			}
+			if !res.hook.stdout.signalled().IsZero() {
+				return true
+			}
+			if rep, err := loadgen.Run(context.Background(), loadgen.Config{Target: srv.addr, Path: srv.fast, Requests: 1, Timeout: time.Second}); err == nil {
+				res.duringDelay.Results = append(res.duringDelay.Results, rep.Results...)
+			}
+			time.Sleep(100 * time.Millisecond)
+			return false
+		})
+		res.signalAt = res.hook.stdout.signalled()
+		kept := &loadgen.Report{}
+		for _, r := range res.duringDelay.Results {
+			if r.End.Before(res.signalAt) {
+				kept.Results = append(kept.Results, r)
+			}
+		}
+		res.duringDelay = kept
+		if res.signalAt.IsZero() {
+			t.Fatalf("the hook ended without signalling (%s); stdout:\n%s\nstderr:\n%s", res.hook.status(), res.hook.stdout, res.hook.stderr)
+		}
+	}
+	// New connections: give the server a moment to act on the signal, then try one while the slow requests run.
+	time.Sleep(300 * time.Millisecond)
+	res.refused = refused(srv.addr)
+	time.AfterFunc(max(0, releaseAfter-300*time.Millisecond), srv.release)
+	res.inflight = <-slow
+	res.exitedSelf = ns.exitedWithin(bound)
+	if res.exitedSelf {
+		res.exitAfter = ns.exited.Sub(res.signalAt)
+	}
+	if res.hook != nil {
+		res.hook.wait(t, hookBound)
+	}
+	return res
+}
+
+// summary is one log line for the measured table.
+func (r httpResult) summary() string {
+	exit := "did not exit"
+	if r.exitedSelf {
+		exit = fmt.Sprintf("exit %d after %s", r.ns.exitCode(), r.exitAfter.Round(10*time.Millisecond))
+	}
+	delay := ""
+	if r.duringDelay != nil {
+		delay = "; during the delay " + r.duringDelay.Summary()
+	}
+	return fmt.Sprintf("in-flight %s%s; new connection refused: %v; %s", r.inflight.Summary(), delay, r.refused, exit)
+}
+
+// markerCounter counts the files a slow handler creates when it starts.
+func markerCounter(t *testing.T, dir string) func() int {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	return func() int {
+		entries, _ := os.ReadDir(dir)
+		return len(entries)
+	}
+}
+
+// releaseFile returns a release func that creates path (the slow handlers poll for it).
+func releaseFile(path string) func() {
+	var once sync.Once
+	return func() { once.Do(func() { os.WriteFile(path, nil, 0o644) }) }
+}
+
+// openDir makes a test directory traversable by servers that drop root (apache's www-data).
+func openDir(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o777)
+	}
 }
