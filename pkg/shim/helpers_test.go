@@ -23,6 +23,9 @@ import (
 const asShimEnv = "LASTCALL_SHIM_TEST_AS_MAIN"
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(asHTTPEnv); addr != "" {
+		os.Exit(serveHTTPUntilTerm(addr))
+	}
 	if os.Getenv(asShimEnv) == "1" {
 		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
