@@ -56,8 +56,8 @@ func (n Namespaces) lookup(name string) (mutate.Namespace, string) {
 	if alwaysExcluded[name] {
 		return ns, "namespace " + name + " is always excluded by the webhook configuration"
 	}
-	if n.Selector != SelectorAll && labels[mutate.LabelInject] != "enabled" {
-		return ns, fmt.Sprintf("namespace %s is not opted in: the webhook's default namespaceSelector (optIn) needs the label %s=enabled (add it to --namespace-labels, or use --namespace-selector all)", name, mutate.LabelInject)
+	if v := labels[mutate.LabelInject]; n.Selector != SelectorAll && v != "enabled" && v != mutate.ManagedObserve {
+		return ns, fmt.Sprintf("namespace %s is not opted in: the webhook's default namespaceSelector (optIn) needs the label %s=enabled (or =observe) (add it to --namespace-labels, or use --namespace-selector all)", name, mutate.LabelInject)
 	}
 	return ns, ""
 }

@@ -127,6 +127,11 @@ func PodListWatch(c kubernetes.Interface) cache.ListerWatcher {
 
 // Start runs the watch until ctx ends, flushing aggregated events every EventWindow.
 func (x *Observer) Start(ctx context.Context) error {
+	// A new term starts from nothing: what happened to pods while another replica led is that replica's
+	// to count, and finishing them from a stale state here would count them twice.
+	x.mu.Lock()
+	x.pods = map[string]*podEntry{}
+	x.mu.Unlock()
 	x.running.Store(true)
 	defer x.running.Store(false)
 	x.log.Info("observing shutdowns of managed pods", "selector", ManagedSelector)
@@ -152,6 +157,9 @@ func (x *Observer) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// Leading reports whether the observer runs (on the replica holding the Lease).
+func (x *Observer) Leading() bool { return x.running.Load() }
 
 // NeedLeaderElection: two replicas counting would count every shutdown twice.
 func (x *Observer) NeedLeaderElection() bool { return true }
@@ -241,7 +249,8 @@ func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
 func (x *Observer) Add(obj any) error { return x.Update(obj) }
 
 // Update implements cache.ReflectorStore.
-func (x *Observer) Update(obj any) error {
+func (x *Observer) Update(obj any) (err error) {
+	defer x.recoverTo(&err)
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return fmt.Errorf("observer: got %T, want *v1.Pod", obj)
@@ -267,12 +276,30 @@ func (x *Observer) updateLocked(p *corev1.Pod) {
 	}
 	if p.DeletionTimestamp != nil {
 		// Watch events arrive untrimmed (the reflector applies the transform only to a streamed list).
-		e.shutdown = &pendingPod{pod: trim(p)}
+		e.shutdown = &pendingPod{pod: keepGrace(trim(p), e.shutdown)}
 	}
 }
 
+// keepGrace keeps the deletion fields of the graceful deletion when the pod's last delete rewrote them. The
+// kubelet removes a pod whose containers have stopped with a delete of grace 0, and the API server then
+// stores deletionGracePeriodSeconds 0 and deletionTimestamp = start of the shutdown (it keeps the start when
+// a grace period is shortened); the pod's DELETED event carries those. The grace period the containers had is
+// the last non-zero one. A shorter non-zero grace period (a second delete) is real and replaces it.
+func keepGrace(p *corev1.Pod, before *pendingPod) *corev1.Pod {
+	g := p.DeletionGracePeriodSeconds
+	if before == nil || g == nil || *g != 0 {
+		return p
+	}
+	b := before.pod
+	if b.DeletionGracePeriodSeconds != nil && *b.DeletionGracePeriodSeconds > 0 && b.DeletionTimestamp != nil {
+		p.DeletionTimestamp, p.DeletionGracePeriodSeconds = b.DeletionTimestamp, b.DeletionGracePeriodSeconds
+	}
+	return p
+}
+
 // Delete implements cache.ReflectorStore: the pod's last state decides its containers' outcomes.
-func (x *Observer) Delete(obj any) error {
+func (x *Observer) Delete(obj any) (err error) {
+	defer x.recoverTo(&err)
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
@@ -283,10 +310,15 @@ func (x *Observer) Delete(obj any) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	key := podKey(p)
-	if e := x.pods[key]; e != nil && e.uid != p.UID {
+	e := x.pods[key]
+	if e != nil && e.uid != p.UID {
 		x.finishLocked(key, e)
+		e = nil
 	}
 	delete(x.pods, key)
+	if e != nil && p.DeletionTimestamp != nil {
+		p = keepGrace(trim(p), e.shutdown)
+	}
 	x.recordPod(p)
 	return nil
 }
@@ -294,7 +326,8 @@ func (x *Observer) Delete(obj any) error {
 // Replace implements cache.ReflectorStore. A relist (after the watch could not resume) no longer lists the
 // pods deleted meanwhile: those seen being deleted are finished from their last state; those never seen
 // being deleted are counted as missed.
-func (x *Observer) Replace(list []any, _ string) error {
+func (x *Observer) Replace(list []any, _ string) (err error) {
+	defer x.recoverTo(&err)
 	seen := make(map[string]bool, len(list))
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -324,6 +357,15 @@ func (x *Observer) finishLocked(key string, e *podEntry) {
 		return
 	}
 	x.recordPod(e.shutdown.pod)
+}
+
+// recoverTo turns a panic while handling a pod into an error for the reflector (which logs it and goes on):
+// the observer shares its process with admission, and a bug here must not take the webhook down.
+func (x *Observer) recoverTo(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("observer: panic handling a pod: %v", r)
+		x.log.Error(*err, "observer: recovered")
+	}
 }
 
 // Resync implements cache.ReflectorStore; there is nothing to resync.

@@ -39,6 +39,7 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/certs"
 	"github.com/lastcall-dev/lastcall/internal/controller"
 	"github.com/lastcall-dev/lastcall/internal/namespaces"
+	"github.com/lastcall-dev/lastcall/internal/observer"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/version"
 	"github.com/lastcall-dev/lastcall/pkg/webhook"
@@ -51,6 +52,10 @@ type Options struct {
 	Port                                                                         int
 	// ExtraDNSNames are added to the serving certificate (self mode), e.g. "localhost" in tests.
 	ExtraDNSNames []string
+	// Observe runs the shutdown observer (leader-elected through the Lease ObserverLease in Namespace);
+	// ObserverWorkloadLabels false drops the namespace and workload labels of its metrics.
+	Observe, ObserverWorkloadLabels bool
+	ObserverLease                   string
 	// ServerCertValidity, RenewBefore and RotationCheck tune self-managed rotation; zero means
 	// cert-controller's defaults (10 years, renewed 90 days before expiry, checked every 12 hours). Tests
 	// shorten them to force rotations.
@@ -128,9 +133,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	// The observer is built before the manager: its summaries are served next to /metrics.
+	obs, extra, err := newObserver(cfg, o, log)
+	if err != nil {
+		return err
+	}
 	mopts := ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr, ExtraHandlers: extra},
 		HealthProbeBindAddress: o.ProbeAddr,
 	}
 	// On SIGTERM the webhook server stops accepting connections and waits for the admissions in flight
@@ -144,6 +154,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
+	}
+	if obs != nil {
+		if err := mgr.Add(obs); err != nil {
+			return fmt.Errorf("observer: %w", err)
+		}
 	}
 
 	profilesR := controller.NewProfileReconciler(mgr.GetClient(), log.WithName("profiles"))
@@ -276,6 +291,31 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 	return mgr.Start(ctx)
 }
+
+// newObserver builds the shutdown observer when o.Observe is set. It has its own leader election (see
+// observer.Elected): the manager runs without one, so every replica keeps serving admission whatever happens
+// to the Lease.
+func newObserver(cfg *rest.Config, o Options, log logr.Logger) (*observer.Elected, map[string]http.Handler, error) {
+	if !o.Observe {
+		return nil, nil, nil
+	}
+	if o.Namespace == "" {
+		return nil, nil, errors.New("--namespace (or $POD_NAMESPACE) is required with --observe: the observer's Lease lives there")
+	}
+	lease := o.ObserverLease
+	if lease == "" {
+		lease = "lastcall-observer"
+	}
+	e, err := observer.NewForConfig(cfg, observer.Election{Namespace: o.Namespace, Name: lease},
+		observer.Options{Registerer: crmetrics.Registry, WorkloadLabels: o.ObserverWorkloadLabels, Log: log.WithName("observer")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, map[string]http.Handler{ShutdownsPath: e.Observer}, nil
+}
+
+// ShutdownsPath serves the observer's per-workload summaries (JSON) on the metrics port.
+const ShutdownsPath = "/shutdowns"
 
 // noProfiles is true once the cache has synced and holds no ShutdownProfile: the reconciler never runs then,
 // and the built-in catalog is the right one.

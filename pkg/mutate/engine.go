@@ -84,6 +84,13 @@ func (e *Engine) Mutate(pod *corev1.Pod, ns Namespace, catalog *profiles.Catalog
 		ps.reportUnused(res, catalog, func(string) string { return "ignored: the pod is skipped (" + s.Message + ")" })
 		return res
 	}
+	if observes(ns) {
+		// Nothing is rendered, so no annotation is used: none can be a problem (strict mode must not deny
+		// pods in a namespace that only asked to be watched).
+		res.Problems = nil
+		e.observe(out, res)
+		return res
+	}
 
 	nsDefault, nsProblem := e.namespaceDefault(ns, catalog)
 	if nsProblem != nil {
@@ -124,6 +131,7 @@ func (e *Engine) Mutate(pod *corev1.Pod, ns Namespace, catalog *profiles.Catalog
 	res.Grace = e.grace(out, plans, res)
 	e.render(out, plans, res)
 	e.record(out, res)
+	markManaged(out, ManagedInject)
 	return res
 }
 

@@ -7,8 +7,10 @@ import "strings"
 const (
 	Prefix = "lastcall.dev/"
 
-	// LabelInject selects. On a namespace, "enabled" opts it in (the chart's namespaceSelector) and "disabled"
-	// opts it out even in all-namespaces mode. On a pod, "disabled" opts it out (the chart's objectSelector).
+	// LabelInject selects. On a namespace, "enabled" opts it in (the chart's namespaceSelector), "observe" opts
+	// it in for shutdown telemetry only (pods are labelled LabelManaged=observe and otherwise left as they are;
+	// see observe.go) and "disabled" opts it out even in all-namespaces mode. On a pod, "disabled" opts it out
+	// (the chart's objectSelector).
 	LabelInject = Prefix + "inject"
 	// AnnotationInject on a pod: "false" (or "disabled") opts the pod out; "true"/"enabled" are accepted no-ops.
 	AnnotationInject = Prefix + "inject"
@@ -97,6 +99,8 @@ const (
 //
 //	where              key / field                  value                                    outcome
 //	namespace label    lastcall.dev/inject          enabled                                  opted in (namespaceSelector, mode optIn)
+//	namespace label    lastcall.dev/inject          observe                                  called (namespaceSelector, mode optIn); only labelled
+//	                                                                                         lastcall.dev/managed=observe (engine, observe.go)
 //	namespace label    lastcall.dev/inject          disabled                                 opted out (namespaceSelector in both modes; engine)
 //	namespace label    lastcall.dev/inject          absent or other                          optIn mode: not called; all mode: called
 //	namespace          kube-system, kube-public,    -                                        never called (namespaceSelector)

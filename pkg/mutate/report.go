@@ -122,6 +122,8 @@ type Result struct {
 	Skip       *Skip      `json:"skip,omitempty"`
 	Containers []Decision `json:"containers,omitempty"`
 	Grace      *Grace     `json:"grace,omitempty"`
+	// Observe is true in an observe-mode namespace: the pod was only labelled for the shutdown observer.
+	Observe bool `json:"observe,omitempty"`
 	// ShimInjected is true when the pod carries the shim init container.
 	ShimInjected bool      `json:"shimInjected,omitempty"`
 	Problems     []Problem `json:"problems,omitempty"`

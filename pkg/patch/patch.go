@@ -91,6 +91,7 @@ var mutableFields = []struct {
 	get  func(*corev1.Pod) any
 }{
 	{"/metadata/annotations", func(p *corev1.Pod) any { return nilIfEmpty(p.Annotations) }},
+	{"/metadata/labels", func(p *corev1.Pod) any { return nilIfEmpty(p.Labels) }},
 	{"/spec/initContainers", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.InitContainers) }},
 	{"/spec/containers", func(p *corev1.Pod) any { return p.Spec.Containers }},
 	{"/spec/volumes", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.Volumes) }},

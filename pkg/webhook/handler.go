@@ -129,12 +129,19 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) (resp admis
 		return resp
 	}
 	result, reason = ResultInjected, "injected"
+	if res.Observe {
+		result, reason = ResultObserved, "observe-mode"
+	}
 	for _, d := range res.Containers {
 		if d.Skip == nil {
 			h.Metrics.injected(d.Profile)
 		}
 	}
-	log.V(1).Info("pod injected", "containers", res.Injected(), "grace", res.Grace.After, "warnings", len(warnings))
+	if res.Grace != nil {
+		log.V(1).Info("pod injected", "containers", res.Injected(), "grace", res.Grace.After, "warnings", len(warnings))
+	} else {
+		log.V(1).Info("pod labelled for the shutdown observer (observe mode)")
+	}
 	resp = admission.Allowed("")
 	resp.Patch, resp.PatchType = patch.Encode(ops), &jsonPatchType
 	resp.Warnings = warnings

@@ -8,7 +8,9 @@ import (
 
 // Admission results, the "result" label of lastcall_admissions_total.
 const (
-	ResultInjected  = "injected"
+	ResultInjected = "injected"
+	// ResultObserved: an observe-mode pod, only labelled for the shutdown observer.
+	ResultObserved  = "observed"
 	ResultUnchanged = "unchanged"
 	ResultSkipped   = "skipped"
 	ResultDenied    = "denied"

@@ -35,6 +35,7 @@ func TestChartSelectsPods(t *testing.T) {
 
 	namespaces := map[string]map[string]string{
 		"sel-enabled":     {"lastcall.dev/inject": "enabled"},
+		"sel-observe":     {"lastcall.dev/inject": "observe"},
 		"sel-plain":       nil,
 		"sel-disabled":    {"lastcall.dev/inject": "disabled"},
 		"sel-monitoring":  {"lastcall.dev/inject": "enabled"},
@@ -94,12 +95,14 @@ func TestChartSelectsPods(t *testing.T) {
 	}{
 		{"opt-in namespaces (default)", nil, concatCases(
 			common("sel-enabled", true),
+			// Observe mode is selected too: the webhook labels those pods for the shutdown observer.
+			common("sel-observe", true),
 			[]podCase{{name: "plain", namespace: "sel-plain"}, {name: "plain", namespace: "sel-disabled"}},
 			excluded(),
 		)},
 		{"all namespaces but excluded ones", []string{"--set", "webhook.namespaceSelector.mode=all", "--set", "webhook.namespaceSelector.excludeNamespaces={sel-monitoring}"}, concatCases(
 			common("sel-plain", true),
-			[]podCase{{name: "plain", namespace: "sel-enabled", called: true}, {name: "plain", namespace: "sel-disabled"}, {name: "plain", namespace: "sel-monitoring"}},
+			[]podCase{{name: "plain", namespace: "sel-enabled", called: true}, {name: "plain", namespace: "sel-observe", called: true}, {name: "plain", namespace: "sel-disabled"}, {name: "plain", namespace: "sel-monitoring"}},
 			excluded(),
 		)},
 	} {

@@ -58,7 +58,8 @@ func run(m *testing.M) int {
 				FailurePolicy: &fail, SideEffects: &none, ReinvocationPolicy: &ifNeeded,
 				AdmissionReviewVersions: []string{"v1"},
 				ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Name: "lastcall", Namespace: "default", Path: &path}},
-				NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"lastcall.dev/inject": "enabled"}},
+				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+					Key: "lastcall.dev/inject", Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled", "observe"}}}},
 				ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 					Key: "lastcall.dev/inject", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}}},
 				Rules: []admissionregistrationv1.RuleWithOperations{{

@@ -23,10 +23,9 @@ const (
 
 // Report is the body of GET /shutdowns.
 type Report struct {
-	// Leader is false on a replica that does not run the observer (it has no data); ask the leader
-	// (Holder names it).
-	Leader bool   `json:"leader"`
-	Holder string `json:"holder,omitempty"`
+	// Leader is false on a replica that does not run the observer (it has no data): ask the one that holds
+	// the observer's Lease.
+	Leader bool `json:"leader"`
 	// Window is how far back the samples go; MaxSamples bounds them per workload container.
 	Window     string     `json:"window"`
 	MaxSamples int        `json:"maxSamples"`
