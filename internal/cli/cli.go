@@ -40,6 +40,8 @@ Usage:
   lastcall explain  [-f FILE|-] [input flags] [-o text|json] per pod and container: profile, why, timeline
   lastcall profiles list [--profiles DIR] [-o text|json]     the profile catalog
   lastcall profiles describe NAME [--profiles DIR] [-o text|json]
+  lastcall status   [-n NS] [--kubeconfig F] [--context C] [-o text|json]
+                                                           recent shutdowns per workload (from the cluster)
   lastcall version
 
 Input flags (inject, explain):
@@ -77,6 +79,8 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runExplain(args[1:], stdin, stdout, stderr)
 	case "profiles":
 		return runProfiles(args[1:], stdout, stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "lastcall %s\n", version.Version)
 		return ExitOK

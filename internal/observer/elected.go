@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -77,11 +76,6 @@ func Identity() string {
 	return host + "_" + hex.EncodeToString(b)
 }
 
-// HolderPod is the pod name in a holderIdentity written by Identity.
-func HolderPod(holder string) string {
-	name, _, _ := strings.Cut(holder, "_")
-	return name
-}
 
 // Start campaigns for the Lease until ctx ends, observing while it leads.
 func (e *Elected) Start(ctx context.Context) error {

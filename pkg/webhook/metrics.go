@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lastcall_admissions_total",
-			Help: "Pod admission requests by result (injected, unchanged, skipped, denied, error) and reason.",
+			Help: "Pod admission requests by result (injected, observed, unchanged, skipped, denied, error) and reason.",
 		}, []string{"result", "reason"}),
 		injections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lastcall_injections_total",

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -169,6 +170,12 @@ func (s *Store) Report(now time.Time) Report {
 	}
 	Sort(r.Workloads)
 	return r
+}
+
+// HolderPod is the pod name in the observer Lease's holderIdentity ("<pod name>_<random>").
+func HolderPod(holder string) string {
+	name, _, _ := strings.Cut(holder, "_")
+	return name
 }
 
 // Sort orders workloads by namespace, kind, name, container.
