@@ -434,8 +434,9 @@ spec:
 	mustYAML(t, []byte(out), &after)
 	tmpl := dig(after, "spec", "template").(map[string]any)
 	meta, _ := tmpl["metadata"].(map[string]any)
-	if len(meta) != 1 || meta["annotations"] == nil {
-		t.Errorf("template metadata = %v, want only the annotations", meta)
+	labels, _ := meta["labels"].(map[string]any)
+	if len(meta) != 2 || meta["annotations"] == nil || len(labels) != 1 || labels[mutate.LabelManaged] != mutate.ManagedInject {
+		t.Errorf("template metadata = %v, want only the annotations and the %s label", meta, mutate.LabelManaged)
 	}
 	spec := tmpl["spec"].(map[string]any)
 	web := spec["containers"].([]any)[0].(map[string]any)

@@ -76,7 +76,6 @@ func Identity() string {
 	return host + "_" + hex.EncodeToString(b)
 }
 
-
 // Start campaigns for the Lease until ctx ends, observing while it leads.
 func (e *Elected) Start(ctx context.Context) error {
 	el := e.Election
