@@ -42,6 +42,7 @@ Usage:
   lastcall profiles describe NAME [--profiles DIR] [-o text|json]
   lastcall status   [-n NS] [--kubeconfig F] [--context C] [-o text|json]
                                                            recent shutdowns per workload (from the cluster)
+  lastcall policy render [--policy FILE] [--profiles DIR] [-o FILE]  MutatingAdmissionPolicy (webhook-less mode, >= 1.36)
   lastcall version
 
 Input flags (inject, explain):
@@ -81,6 +82,8 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runProfiles(args[1:], stdout, stderr)
 	case "status":
 		return runStatus(args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "lastcall %s\n", version.Version)
 		return ExitOK

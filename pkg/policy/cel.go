@@ -1,0 +1,563 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
+)
+
+// The CEL below is the engine's decision procedure (pkg/mutate) written as policy variables. CEL in the API
+// server has no local bindings, so every per-container value is a list indexed like variables.cands (native
+// sidecars first, then the app containers, as the engine plans them) and each stage is its own variable:
+// the server evaluates a variable at most once per admission. Comments name the engine function each stage
+// mirrors; the parity test holds both to the same golden pods.
+
+// unset marks an annotation that is absent (annotation values are never NUL-prefixed text in practice).
+const unset = `'\u0001'`
+
+// Regular expressions for Go's time.ParseDuration syntax and for values whose size the CEL duration() can
+// parse without overflow.
+const (
+	durSyntax = `^[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$`
+	sigNumber = `^[-+]?[0-9]{1,18}$`
+)
+
+type variable struct{ name, expr string }
+
+type compiler struct {
+	o        Options
+	catalog  *profiles.Catalog
+	vars     []variable
+	limit    int64
+	defProf  string
+	defWarn  string
+	names    string
+	problems []string // profiles that could not be compiled
+}
+
+func (c *compiler) add(name, expr string) { c.vars = append(c.vars, variable{name, expr}) }
+
+// forJ maps each candidate index j.
+func forJ(expr string) string { return "lists.range(size(variables.cands)).map(j, " + expr + ")" }
+
+func base(e string) string { return "(" + e + ").substring((" + e + ").lastIndexOf('/') + 1)" }
+
+// ceilSeconds mirrors mutate.ceilSeconds for a non-negative CEL duration.
+func ceilSeconds(d string) string {
+	return "((" + d + ").getSeconds() + ((" + d + ") > duration(string((" + d + ").getSeconds()) + 's') ? 1 : 0))"
+}
+
+// frac is the sub-second part of a non-negative duration.
+func frac(d string) string {
+	return "((" + d + ") - duration(string((" + d + ").getSeconds()) + 's'))"
+}
+
+// formatDuration is Go's time.Duration.String for non-negative durations with millisecond precision (finer
+// values are refused earlier, see unsupported).
+func formatDuration(d string) string {
+	ms := frac(d) + ".getMilliseconds()"
+	trimmed := "(" + ms + " % 100 == 0 ? string(" + ms + " / 100) : " + ms + " % 10 == 0 ? string(1000 + " + ms + ").substring(1, 3) : string(1000 + " + ms + ").substring(1))"
+	secs := "(" + d + ").getSeconds()"
+	return "((" + d + ") == duration('0s') ? '0s' : (" + d + ") < duration('1s') ? string(" + ms + ") + 'ms' : " +
+		"(" + secs + " >= 3600 ? string(" + secs + " / 3600) + 'h' : '') + (" + secs + " >= 60 ? string(" + secs + " % 3600 / 60) + 'm' : '') + " +
+		"string(" + secs + " % 60) + (" + ms + " == 0 ? '' : '.' + " + trimmed + ") + 's')"
+}
+
+// problem builds a sortable problem: key NUL fallback NUL message, the message as mutate.Problem.String says
+// it. Sorting the strings sorts by key, then fallback, like mutate's finish().
+func problem(key, value, reason, fallback string) string {
+	return "(" + key + ") + '\\u0000' + (" + fallback + ") + '\\u0000' + 'annotation ' + (" + key + ") + '=' + " + quoteExpr(value) + " + ': ' + (" + reason + ") + '; ' + (" + fallback + ")"
+}
+
+func (c *compiler) build() {
+	P := mutate.Prefix
+	c.add("anns", "object.metadata.?annotations.orValue({})")
+	c.add("labels", "object.metadata.?labels.orValue({})")
+	c.add("nsLabels", "namespaceObject.metadata.?labels.orValue({})")
+	c.add("nsAnns", "namespaceObject.metadata.?annotations.orValue({})")
+	// Engine.podSkip.
+	c.add("skip", "'kubernetes.io/config.mirror' in variables.anns ? 'mirror-pod' : "+
+		"object.spec.?os.?name.orValue('') == 'windows' ? 'windows' : "+
+		"variables.labels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'pod-opt-out-label' : "+
+		"variables.anns[?"+lit(mutate.AnnotationInject)+"].orValue('').trim().lowerAscii() in ['false', 'disabled', 'no'] ? 'pod-opt-out-annotation' : "+
+		"variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'namespace-opt-out' : ''")
+	c.add("inits", "object.spec.?initContainers.orValue([])")
+	c.add("names", "object.spec.containers.map(x, x.name) + variables.inits.map(x, x.name)")
+	c.add("record", "variables.anns[?"+lit(mutate.AnnotationInjected)+"].orValue('').split(',').filter(e, e.contains('=')).map(e, e.substring(0, e.indexOf('=')))")
+	shimCmd := "[" + lit(mutate.ShimImagePath) + ", 'install', " + lit(mutate.ShimDir) + "]"
+	isCheck := func(x string) string {
+		return "(size(" + x + ".?command.orValue([])) > 2 && " + x + ".command[0] == " + lit(mutate.ShimPath) + " && " + x + ".command[1] == 'check')"
+	}
+	isOurs := func(x string) string { return "(" + x + ".?command.orValue([]) == " + shimCmd + " || " + isCheck(x) + ")" }
+	// Candidates: native sidecars that lastcall did not add, then the app containers (Engine.Mutate).
+	c.add("cands", "lists.range(size(variables.inits)).filter(i, variables.inits[i].?restartPolicy.orValue('') == 'Always' && !"+isOurs("variables.inits[i]")+
+		").map(i, {'name': dyn(variables.inits[i].name), 'init': dyn(true), 'idx': dyn(i), 'c': dyn(variables.inits[i])}) + "+
+		"lists.range(size(object.spec.containers)).map(i, {'name': dyn(object.spec.containers[i].name), 'init': dyn(false), 'idx': dyn(i), 'c': dyn(object.spec.containers[i])})")
+
+	// Annotation problems (parseAnnotations): unknown keys and container suffixes that name no container.
+	c.add("lcKeys", "variables.anns.filter(k, k.startsWith("+lit(P)+")).map(k, [string(k), string(k).substring("+strconv.Itoa(len(P))+")])")
+	c.add("annProblems", "variables.lcKeys.map(p, p[1].indexOf('.') >= 0 && !(p[1].substring(p[1].indexOf('.') + 1) in variables.names) ? "+
+		problem("p[0]", "variables.anns[p[0]]", "'the pod has no container named ' + "+quoteExpr("p[1].substring(p[1].indexOf('.') + 1)"), "'ignored'")+" : "+
+		"(p[1].indexOf('.') >= 0 ? p[1].substring(0, p[1].indexOf('.')) : p[1]) in ['profile', 'drain-delay', 'stop-signal', 'drain-timeout', 'supervise'] || "+
+		"(p[1].indexOf('.') < 0 && p[0] in ["+lit(mutate.AnnotationInject)+", "+lit(mutate.AnnotationInjected)+", "+lit(mutate.AnnotationVersion)+"]) ? '' : "+
+		problem("p[0]", "variables.anns[p[0]]", "'unknown lastcall annotation (known: inject, profile, drain-delay, stop-signal, drain-timeout, supervise)'", "'ignored'")+
+		").filter(s, s != '')")
+
+	c.add("catalog", c.catalogLiteral())
+	// Engine.namespaceDefault.
+	c.add("nsDef", "variables.nsAnns[?"+lit(mutate.AnnotationDefaultProfile)+"].orValue('')")
+	c.add("nsProf", "variables.nsDef in variables.catalog ? variables.nsDef : ''")
+	c.add("nsProblems", "variables.nsDef == '' || variables.nsDef == 'auto' || variables.nsDef in variables.catalog ? [] : ["+
+		"'"+mutate.AnnotationDefaultProfile+"\\u0000using the cluster default "+c.o.Policy.DefaultProfile+"\\u0000namespace annotation "+mutate.AnnotationDefaultProfile+"=' + "+
+		quoteExpr("variables.nsDef")+" + ': unknown profile (known: "+c.names+"); using the cluster default "+c.o.Policy.DefaultProfile+"']")
+
+	// Program and imageName (pkg/profiles) for detection.
+	c.add("cmds", "variables.cands.map(x, x.c.?command.orValue([]))")
+	c.add("args", "variables.cands.map(x, x.c.?args.orValue([]))")
+	c.add("words", forJ("size(variables.cmds[j]) > 0 ? variables.cmds[j] : variables.args[j]"))
+	c.add("progs", forJ(program("variables.words[j]")))
+	c.add("img", "variables.cands.map(x, x.c.?image.orValue(''))")
+	c.add("imgBase", "variables.img.map(s, s.indexOf('@') >= 0 ? s.substring(0, s.indexOf('@')) : s).map(s, s.substring(s.lastIndexOf('/') + 1))")
+	c.add("imgName", "variables.imgBase.map(s, s.indexOf(':') >= 0 ? s.substring(0, s.indexOf(':')) : s)")
+	c.add("imgTag", "variables.imgBase.map(s, s.indexOf(':') >= 0 ? s : s + ':latest')")
+	c.add("det", forJ(c.detectChain()))
+
+	// selectContainer: the profile.
+	c.add("psp", "variables.cands.map(x, variables.anns[?"+lit(P+"profile.")+" + x.name].orValue("+unset+"))")
+	c.add("ppw", "variables.anns[?"+lit(mutate.AnnotationProfile)+"].orValue("+unset+")")
+	c.add("ppwDec", "variables.ppw != "+unset+" && (variables.ppw.trim() in ['none', 'auto'] || variables.ppw.trim() in variables.catalog)")
+	c.add("pdec", "variables.psp.map(s, s != "+unset+" && (s.trim() in ['none', 'auto'] || s.trim() in variables.catalog))")
+	c.add("pchoice", forJ("variables.pdec[j] ? variables.psp[j].trim() : variables.ppwDec ? variables.ppw.trim() : 'auto'"))
+	c.add("pkey", forJ("variables.pdec[j] ? "+lit(P+"profile.")+" + variables.cands[j].name : "+lit(mutate.AnnotationProfile)))
+	c.add("pbad", forJ("(variables.psp[j] != "+unset+" && !variables.pdec[j] ? ["+lit(P+"profile.")+" + variables.cands[j].name] : []) + "+
+		"(!variables.pdec[j] && variables.ppw != "+unset+" && !variables.ppwDec ? ["+lit(mutate.AnnotationProfile)+"] : [])"))
+	c.add("skipSel", forJ("(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].init ? 'native-sidecar' : "+
+		"(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].name in "+c.meshList()+" ? 'mesh-proxy' : "+
+		"variables.pchoice[j] == 'none' ? 'profile-none' : ''"))
+	c.add("sel", "variables.skipSel.map(s, s == '')")
+	c.add("prof", forJ("!(variables.pchoice[j] in ['auto', 'none']) ? variables.pchoice[j] : variables.det[j][0] != '' ? variables.det[j][0] : variables.nsProf != '' ? variables.nsProf : "+lit(c.defProf)))
+	c.add("psrc", forJ("!(variables.pchoice[j] in ['auto', 'none']) ? 'annotation ' + variables.pkey[j] : variables.det[j][0] != '' ? 'detected: ' + variables.det[j][1] : "+
+		"variables.nsProf != '' ? 'namespace annotation "+mutate.AnnotationDefaultProfile+"' : 'cluster default'"))
+	c.add("cp", "variables.prof.map(p, variables.catalog[p])")
+	c.add("profProblems", forJ("variables.sel[j] ? variables.pbad[j].map(k, "+
+		problem("k", "variables.anns[k]", "'unknown profile (known: "+c.names+", auto, none)'", "'container ' + variables.cands[j].name + ' uses ' + variables.prof[j] + ' (' + variables.psrc[j] + ')'")+
+		") : []"))
+
+	// resolve: the overrides.
+	c.override("d", "drain-delay", "drain delay", durationParse("0s", "10m", "out of range (0s to 10m0s)", "not a duration (use Go syntax such as 5s or 1m30s)"), "variables.cp[j].delay", true)
+	c.override("t", "drain-timeout", "drain timeout", durationParse("1s", "1h", "out of range (1s to 1h0m0s)", "not a duration (use Go syntax such as 30s or 2m)"), "variables.cp[j].timeout", true)
+	c.override("s", "stop-signal", "signal", signalParse, "variables.cp[j].signal", false)
+	c.override("v", "supervise", "supervision setting", boolParse, "variables.cp[j].supervise", false)
+
+	// Values Go parses but this policy cannot reproduce exactly: the webhook handles such pods.
+	durKeys := "variables.dsp + [variables.dpw] + variables.tsp + [variables.tpw]"
+	c.add("unsupported", "("+durKeys+").exists(s, s != "+unset+" && s.trim().matches("+lit(durSyntax)+") && (size(s.trim()) > 20 || s.trim().matches('[0-9]{7}') || "+
+		frac("duration(s.trim())")+" != duration(string("+frac("duration(s.trim())")+".getMilliseconds()) + 'ms'))) ? "+
+		"'a duration annotation with more than millisecond precision or more than 20 characters' : ''")
+
+	c.add("podProblems", "variables.annProblems + variables.profProblems.flatten() + variables.dProblems.flatten() + variables.tProblems.flatten() + variables.sProblems.flatten() + variables.vProblems.flatten()")
+	msg := "map(p, p.substring(p.lastIndexOf('\\u0000') + 1))"
+	c.add("problems", "(variables.podProblems + variables.nsProblems).sort()")
+	c.add("problemList", "lists.range(size(variables.problems)).filter(i, i == 0 || variables.problems[i] != variables.problems[i - 1]).map(i, variables.problems[i])."+msg)
+	c.add("denySorted", "variables.podProblems.sort()")
+	c.add("denyList", "lists.range(size(variables.denySorted)).filter(i, i == 0 || variables.denySorted[i] != variables.denySorted[i - 1]).map(i, variables.denySorted[i])."+msg)
+
+	// order: upstreams next to a proxy are signalled 1s later.
+	c.add("hasProxy", "lists.range(size(variables.cands)).exists(j, variables.sel[j] && !variables.cands[j].init && variables.cp[j].role == 'proxy')")
+	c.add("delay1", forJ("variables.sel[j] && !variables.cands[j].init && variables.cp[j].role == 'upstream' && variables.hasProxy ? variables.dVal[j] + duration('1s') : variables.dVal[j]"))
+	c.add("planned", "variables.sel.exists(s, s)")
+	// grace.
+	c.add("needed", "variables.planned ? lists.range(size(variables.cands)).filter(j, variables.sel[j]).map(j, "+ceilSeconds("variables.delay1[j] + variables.tVal[j] + duration('2s')")+").max() : 0")
+	c.add("current", "object.spec.?terminationGracePeriodSeconds.orValue(30)")
+	c.add("target", "variables.current > variables.needed ? variables.current : variables.needed")
+	lim := strconv.FormatInt(c.limit, 10)
+	c.add("capped", "variables.target > "+lim+" && variables.current <= "+lim)
+	c.add("grace", "variables.capped ? "+lim+" : variables.target")
+	c.add("graceD", "duration(string(variables.grace) + 's')")
+	c.add("delay2", forJ("variables.delay1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.delay1[j]"))
+
+	// render: the shim volume, foreign mounts, existing hooks, the rendering.
+	c.add("shimIdx", "lists.range(size(variables.inits)).filter(i, variables.inits[i].?command.orValue([]) == "+shimCmd+")")
+	c.add("volNames", "object.spec.?volumes.orValue([]).map(v, v.name)")
+	c.add("vol", "size(variables.shimIdx) > 0 && variables.inits[variables.shimIdx[0]].?volumeMounts.orValue([]).exists(m, m.mountPath == "+lit(mutate.ShimDir)+") ? "+
+		"variables.inits[variables.shimIdx[0]].volumeMounts.filter(m, m.mountPath == "+lit(mutate.ShimDir)+")[0].name : "+unique(lit(mutate.ShimVolumeName), "variables.volNames"))
+	c.add("dirMounts", "variables.cands.map(x, x.c.?volumeMounts.orValue([]).filter(m, m.mountPath == "+lit(mutate.ShimDir)+").map(m, m.name))")
+	c.add("fm", forJ("variables.sel[j] && variables.dirMounts[j].exists(n, n != variables.vol)"))
+	c.add("rend", forJ("variables.sel[j] && !variables.fm[j]"))
+	pre := "x.c.?lifecycle.?preStop"
+	c.add("hookKind", "variables.cands.map(x, !"+pre+".hasValue() ? 'none' : "+
+		"size("+pre+".?exec.?command.orValue([])) > 1 && x.c.lifecycle.preStop.exec.command[0] == "+lit(mutate.ShimPath)+" && x.c.lifecycle.preStop.exec.command[1] == 'prestop' ? 'ours' : "+
+		pre+".?sleep.hasValue() && !"+pre+".?exec.hasValue() && !"+pre+".?httpGet.hasValue() && !"+pre+".?tcpSocket.hasValue() && x.name in variables.record ? 'ours' : 'user')")
+	c.add("hookShim", "variables.cands.map(x, size("+pre+".?exec.?command.orValue([])) > 0 && x.c.lifecycle.preStop.exec.command[0] == "+lit(mutate.ShimPath)+")")
+	keep := c.o.Policy.ExistingPreStop == mutate.ExistingPreStopKeep
+	c.add("kept", forJ("variables.rend[j] && variables.hookKind[j] == 'user' && "+strconv.FormatBool(keep)))
+	c.add("wrapAt", "variables.cmds.map(k, size(k) >= 2 && k[0] == "+lit(mutate.ShimPath)+" && k[1] == 'run' ? lists.range(size(k)).filter(i, i >= 2 && k[i] == '--') : [])")
+	c.add("wrapped", "variables.wrapAt.map(w, size(w) > 0)")
+	c.add("orig", forJ("variables.wrapped[j] ? variables.cmds[j].slice(variables.wrapAt[j][0] + 1, size(variables.cmds[j])) : variables.cmds[j]"))
+	c.add("supEff", forJ("variables.rend[j] && !variables.kept[j] && variables.vVal[j] && size(variables.orig[j]) > 0"))
+	c.add("supWarn", forJ("variables.rend[j] && !variables.kept[j] && variables.vVal[j] && size(variables.orig[j]) == 0 && !variables.wrapped[j]"))
+	stop := strconv.FormatBool(c.o.Capabilities.StopSignal)
+	c.add("kind", forJ("!variables.rend[j] ? '' : variables.kept[j] ? 'kept' : "+
+		"variables.sVal[j] == 'SIGTERM' && !variables.supEff[j] ? (variables.delay2[j] > duration('0s') ? 'sleep' : 'none') : "+
+		"variables.sVal[j] != 'SIGTERM' && "+stop+" ? 'stop' : variables.supEff[j] ? 'sup' : 'exec'"))
+	sleepHook := "dyn({'sleep': {'seconds': " + ceilSeconds("variables.delay2[j]") + "}})"
+	if !c.o.Capabilities.PreStopSleep {
+		sleepHook = "dyn({'exec': {'command': [" + lit(mutate.ShimPath) + ", 'prestop', '--delay', " + formatDuration("variables.delay2[j]") + ", '--signal', 'none']}})"
+	}
+	c.add("hook", forJ("variables.kind[j] == 'exec' ? dyn({'exec': {'command': ["+lit(mutate.ShimPath)+", 'prestop', '--delay', "+formatDuration("variables.delay2[j]")+
+		", '--signal', string(variables.sVal[j]), '--timeout', "+formatDuration("variables.tVal[j]")+"]}}) : "+
+		"variables.kind[j] in ['sleep', 'stop', 'sup'] && variables.delay2[j] > duration('0s') ? "+sleepHook+" : dyn({})"))
+	shimSleep := "false"
+	if !c.o.Capabilities.PreStopSleep {
+		shimSleep = "(variables.kind[j] in ['sleep', 'stop', 'sup'] && variables.delay2[j] > duration('0s'))"
+	}
+	c.add("shimUse", forJ("variables.kind[j] in ['exec', 'sup'] || "+shimSleep))
+	checksOn := strconv.FormatBool(c.o.Policy.CheckMode != mutate.CheckModeOff)
+	c.add("chk", forJ("variables.rend[j] && "+checksOn+" && variables.cp[j].checks"))
+	c.add("needShim", "lists.range(size(variables.cands)).exists(j, variables.shimUse[j] || variables.chk[j])")
+	c.add("newCmd", forJ("variables.kind[j] == 'sup' ? ["+lit(mutate.ShimPath)+", 'run'] + (variables.sVal[j] != 'SIGTERM' ? ['--rewrite', 'TERM=' + string(variables.sVal[j]).substring(3)] : []) + ['--'] + variables.orig[j] : variables.orig[j]"))
+	c.add("setCmd", forJ("variables.rend[j] && !variables.kept[j] && (variables.kind[j] == 'sup' || variables.wrapped[j])"))
+	c.add("usesShim", forJ("variables.rend[j] && ("+
+		"(variables.setCmd[j] ? size(variables.newCmd[j]) > 0 && variables.newCmd[j][0] == "+lit(mutate.ShimPath)+" : size(variables.cmds[j]) > 0 && variables.cmds[j][0] == "+lit(mutate.ShimPath)+") || "+
+		"(variables.kept[j] ? variables.hookShim[j] : variables.kind[j] == 'exec' || "+shimSleep+"))"))
+	c.add("mountAdd", forJ("variables.needShim && variables.usesShim[j] && size(variables.dirMounts[j]) == 0"))
+	c.add("injected", "lists.range(size(variables.cands)).filter(j, variables.rend[j]).map(j, variables.cands[j].name + '=' + variables.prof[j])")
+	// ensureShim and ensureCheck.
+	c.add("shimName", "size(variables.shimIdx) > 0 ? variables.inits[variables.shimIdx[0]].name : "+unique(lit(mutate.ShimContainerName), "variables.names"))
+	c.add("chkBase", "variables.cands.map(x, size("+lit(mutate.CheckContainerPrefix)+" + x.name) <= 63 ? "+lit(mutate.CheckContainerPrefix)+" + x.name : "+
+		"("+lit(mutate.CheckContainerPrefix)+" + x.name).substring(0, lists.range(63).filter(i, ("+lit(mutate.CheckContainerPrefix)+" + x.name).charAt(i) != '-').max() + 1))")
+	c.add("chkAt", forJ("lists.range(size(variables.inits)).filter(i, (variables.inits[i].name == variables.chkBase[j] || variables.inits[i].name.startsWith(variables.chkBase[j] + '-')) && "+isCheck("variables.inits[i]")+")"))
+	c.add("chkName", forJ("size(variables.chkAt[j]) > 0 ? variables.inits[variables.chkAt[j][0]].name : "+unique("variables.chkBase[j]", "variables.names + [variables.shimName]")))
+	c.add("origProgs", forJ(program("variables.orig[j]")))
+	fpmWords := "(variables.orig[j] + variables.args[j])"
+	c.add("fpmAt", forJ("lists.range(size"+fpmWords+").filter(i, ("+fpmWords+"[i] in ['-y', '--fpm-config'] && i + 1 < size"+fpmWords+") || "+fpmWords+"[i].startsWith('--fpm-config='))"))
+	c.add("fpmConfig", forJ("size(variables.fpmAt[j]) == 0 ? '' : "+fpmWords+"[variables.fpmAt[j][0]].startsWith('--fpm-config=') && !("+fpmWords+"[variables.fpmAt[j][0]] in ['-y', '--fpm-config']) ? "+
+		fpmWords+"[variables.fpmAt[j][0]].substring(13) : "+fpmWords+"[variables.fpmAt[j][0] + 1]"))
+
+	c.addWarnings()
+}
+
+// program mirrors profiles.Program for a CEL list of words.
+func program(w string) string {
+	skip := "['exec', 'dumb-init', 'tini', '--', 'env']"
+	first := "lists.range(size(" + w + ")).filter(i, !(" + base(w+"[i]") + " in " + skip + ") && !(" + base(w+"[i]") + " == 'bundle' && i + 2 < size(" + w + ") && " + w + "[i + 1] == 'exec'))"
+	i0 := first + "[0]"
+	b := base(w + "[" + i0 + "]")
+	dashM := "lists.range(size(" + w + ")).filter(k, k > " + i0 + " && k + 1 < size(" + w + ") && " + w + "[k] == '-m')"
+	return "(size(" + first + ") == 0 ? '' : " + b + ".startsWith('python') ? (size(" + dashM + ") > 0 ? " + base(w+"["+dashM+"[0] + 1]") + " : " + b + ") : " +
+		b + ".startsWith('-') ? '' : " + b + ")"
+}
+
+// unique mirrors mutate.uniqueName.
+func unique(baseName, taken string) string {
+	return "(!(" + baseName + " in " + taken + ") ? " + baseName + " : " + baseName + " + '-' + string(lists.range(size(" + taken + ") + 2).filter(i, i >= 2 && !(" + baseName + " + '-' + string(i) in " + taken + "))[0]))"
+}
+
+// parser is CEL over a raw annotation value s: whether it parses, its value, the error text.
+type parser struct {
+	ok, val, err string
+}
+
+type parse func(s string) parser
+
+func durationParse(min, max, rangeErr, syntaxErr string) parse {
+	return func(s string) parser {
+		syn := s + ".trim().matches(" + lit(durSyntax) + ")"
+		safe := "size(" + s + ".trim()) <= 20 && !" + s + ".trim().matches('[0-9]{7}')"
+		return parser{
+			ok:  "(" + syn + " && " + safe + " && duration(" + s + ".trim()) >= duration('" + min + "') && duration(" + s + ".trim()) <= duration('" + max + "'))",
+			val: "duration(" + s + ".trim())",
+			err: "(" + syn + " ? " + lit(rangeErr) + " : " + lit(syntaxErr) + ")",
+		}
+	}
+}
+
+func signalParse(s string) parser {
+	n := s + ".trim().upperAscii()"
+	isNum := n + ".matches(" + lit(sigNumber) + ")"
+	name := "(" + n + ".startsWith('SIG') ? " + n + " : 'SIG' + " + n + ")"
+	nums := "{1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 10: 'SIGUSR1', 12: 'SIGUSR2', 15: 'SIGTERM', 28: 'SIGWINCH'}"
+	list := "SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH"
+	return parser{
+		ok:  "(" + isNum + " ? int(" + n + ") in " + nums + " : " + name + " in ['SIGTERM', 'SIGQUIT', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'])",
+		val: "(" + isNum + " ? " + nums + "[int(" + n + ")] : " + name + ")",
+		err: "(" + isNum + " ? 'signal number ' + string(int(" + n + ")) + ' is not one of " + list + "' : 'unknown signal ' + " + quoteExpr(s) + " + ': want one of " + list + "')",
+	}
+}
+
+func boolParse(s string) parser {
+	v := s + ".trim().lowerAscii()"
+	return parser{
+		ok:  "(" + v + " in ['true', 'enabled', 'yes', 'false', 'disabled', 'no'])",
+		val: "(" + v + " in ['true', 'enabled', 'yes'])",
+		err: `'not a boolean (use "true" or "false")'`,
+	}
+}
+
+// override mirrors mutate.resolve for one setting: the container-specific value, else the pod-wide one, else
+// the profile's; every bad value is a problem naming the value used instead.
+func (c *compiler) override(v, key, what string, p parse, fromProfile string, isDuration bool) {
+	P := mutate.Prefix
+	sp, pw := "variables."+v+"sp", "variables."+v+"pw"
+	c.add(v+"sp", "variables.cands.map(x, variables.anns[?"+lit(P+key+".")+" + x.name].orValue("+unset+"))")
+	c.add(v+"pw", "variables.anns[?"+lit(P+key)+"].orValue("+unset+")")
+	c.add(v+"spOk", sp+".map(s, s != "+unset+" && "+p("s").ok+")")
+	c.add(v+"pwOk", pw+" != "+unset+" && "+p(pw).ok)
+	spOk, pwOk := "variables."+v+"spOk", "variables."+v+"pwOk"
+	c.add(v+"Val", forJ(spOk+"[j] ? "+p(sp+"[j]").val+" : "+pwOk+" ? "+p(pw).val+" : "+fromProfile))
+	c.add(v+"Src", forJ(spOk+"[j] ? "+lit(P+key+".")+" + variables.cands[j].name + \"'s\" : "+pwOk+" ? "+lit(P+key+"'s")+" : \"the profile's\""))
+	val := "variables." + v + "Val[j]"
+	var shown string
+	switch {
+	case isDuration:
+		shown = formatDuration(val)
+	case v == "v":
+		shown = "(" + val + " ? 'true' : 'false')"
+	default:
+		shown = val
+	}
+	fallback := "'container ' + variables.cands[j].name + ' uses ' + variables." + v + "Src[j] + ' " + what + " ' + " + shown
+	c.add(v+"Problems", forJ("!variables.sel[j] ? [] : "+
+		"("+sp+"[j] != "+unset+" && !"+spOk+"[j] ? ["+problem(lit(P+key+".")+" + variables.cands[j].name", sp+"[j]", p(sp+"[j]").err, fallback)+"] : []) + "+
+		"(!"+spOk+"[j] && "+pw+" != "+unset+" && !"+pwOk+" ? ["+problem(lit(P+key), pw, p(pw).err, fallback)+"] : [])"))
+}
+
+// detectChain mirrors Catalog.Detect: the first profile in detection order whose image or command pattern
+// matches; each branch also builds the rule text explain shows.
+func (c *compiler) detectChain() string {
+	var b strings.Builder
+	for _, p := range c.catalog.All() {
+		for _, pat := range p.Match.Images {
+			subject := "variables.imgName[j]"
+			if strings.IndexByte(pat, ':') >= 0 {
+				subject = "variables.imgTag[j]"
+			}
+			cond, err := globExpr(subject, pat)
+			if err != nil {
+				c.problems = append(c.problems, fmt.Sprintf("profile %s: match.images %q: %v", p.Name, pat, err))
+				continue
+			}
+			fmt.Fprintf(&b, "%s ? [%s, 'image ' + %s + ' matches ' + %s] : ", cond, lit(p.Name), quoteExpr("variables.img[j]"), lit(strconv.Quote(pat)))
+		}
+		for _, pat := range p.Match.Commands {
+			cond, err := globExpr("variables.progs[j]", pat)
+			if err != nil {
+				c.problems = append(c.problems, fmt.Sprintf("profile %s: match.commands %q: %v", p.Name, pat, err))
+				continue
+			}
+			fmt.Fprintf(&b, "variables.progs[j] != '' && %s ? [%s, 'command ' + %s + ' matches ' + %s] : ", cond, lit(p.Name), quoteExpr("variables.progs[j]"), lit(strconv.Quote(pat)))
+		}
+	}
+	b.WriteString("['', '']")
+	return b.String()
+}
+
+func (c *compiler) meshList() string {
+	parts := make([]string, len(c.o.Policy.MeshProxies))
+	for i, m := range c.o.Policy.MeshProxies {
+		parts[i] = lit(m)
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// catalogLiteral is the catalog as a CEL map, sorted by name so the rendering is byte-stable.
+func (c *compiler) catalogLiteral() string {
+	names := c.catalog.Names()
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		p, _ := c.catalog.Get(n)
+		parts = append(parts, fmt.Sprintf("%s: {'delay': dyn(duration(%s)), 'timeout': dyn(duration(%s)), 'signal': dyn(%s), 'role': dyn(%s), 'checks': dyn(%t), 'supervise': dyn(%t)}",
+			lit(n), lit(goDur(p.DrainDelay)), lit(goDur(p.DrainTimeout)), lit(string(p.StopSignal)), lit(string(p.Role)), len(p.Checks) > 0, p.Supervise || c.o.Policy.Supervise))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// goDur is a duration literal CEL accepts (CEL duration literals are validated: Go's "1m0s" is fine).
+func goDur(d time.Duration) string { return d.String() }
+
+func (c *compiler) addWarnings() {
+	var render []string
+	if c.defWarn != "" {
+		render = append(render, "lists.range(size(variables.cands)).filter(j, variables.sel[j] && variables.psrc[j] == 'cluster default').map(j, "+lit(c.defWarn)+")")
+	}
+	render = append(render,
+		"(variables.capped ? ['lastcall: terminationGracePeriodSeconds capped at "+strconv.FormatInt(c.limit, 10)+" (policy maxGracePeriod "+c.o.Policy.MaxGracePeriod.Duration.String()+"); the longest shutdown needs ' + string(variables.needed)] : [])",
+		"lists.range(size(variables.cands)).filter(j, variables.sel[j]).map(j, "+
+			"(variables.delay1[j] >= variables.graceD ? ['lastcall: container ' + variables.cands[j].name + ': drain delay ' + "+formatDuration("variables.delay1[j]")+" + ' does not fit the grace period ' + "+formatDuration("variables.graceD")+" + '; using ' + "+formatDuration("variables.delay2[j]")+"] : []) + "+
+			"(variables.fm[j] ? ['lastcall: container ' + variables.cands[j].name + ' already mounts something else at "+mutate.ShimDir+"; left unchanged'] : "+
+			"(variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ' already has a preStop hook; kept it (policy existingPreStop: keep); its grace period still covers the ' + variables.prof[j] + ' profile'] : []) + "+
+			"(variables.rend[j] && variables.hookKind[j] == 'user' && !variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ': replaced its preStop hook (policy existingPreStop: replace)'] : []) + "+
+			"(variables.supWarn[j] ? ['lastcall: container ' + variables.cands[j].name + \": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\"] : []))"+
+			").flatten()")
+	c.add("warnings", "variables.skip != '' ? [] : variables.unsupported != '' ? ['lastcall: policy mode cannot handle this pod (' + variables.unsupported + '); admitted without graceful-shutdown injection: use the webhook mode for it'] : "+
+		"variables.problemList.map(p, 'lastcall: ' + p) + (variables.planned ? "+strings.Join(render, " + ")+" : [])")
+}
+
+// patch is the JSONPatch expression: the engine's edits in the order that keeps indexes valid (container
+// edits first, then the init containers at the front, then additions at the end).
+func (c *compiler) patch() (string, error) {
+	P := mutate.Prefix
+	shim, err := celContainer(c.shimContainer(), map[string]string{placeholderName: "variables.shimName", placeholderVolume: "variables.vol"})
+	if err != nil {
+		return "", err
+	}
+	res, err := celValue(c.o.Policy.Checks.Resources, nil)
+	if err != nil {
+		return "", err
+	}
+	bp := "(variables.cands[j].init ? '/spec/initContainers/' : '/spec/containers/') + string(variables.cands[j].idx)"
+	add := func(path, value string) string { return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}" }
+	remove := func(path string) string { return "JSONPatch{op: 'remove', path: " + path + "}" }
+	lc := "variables.cands[j].c.?lifecycle"
+	hasLc, hasPost, hasPre, hasStop := lc+".hasValue()", lc+".?postStart.hasValue()", lc+".?preStop.hasValue()", lc+".?stopSignal.hasValue()"
+	noHook := "size(variables.hook[j]) == 0 && variables.kind[j] != 'stop'"
+	lcOps := "(variables.kept[j] ? [] : " + noHook + " ? (" + hasLc + " ? (!" + hasPost + " ? [" + remove(bp+" + '/lifecycle'") + "] : " +
+		"(" + hasPre + " ? [" + remove(bp+" + '/lifecycle/preStop'") + "] : []) + (" + hasStop + " ? [" + remove(bp+" + '/lifecycle/stopSignal'") + "] : [])) : []) : " +
+		"!" + hasLc + " ? [" + add(bp+" + '/lifecycle'", "{?'preStop': size(variables.hook[j]) > 0 ? optional.of(variables.hook[j]) : optional.none(), ?'stopSignal': variables.kind[j] == 'stop' ? optional.of(dyn(variables.sVal[j])) : optional.none()}") + "] : " +
+		"(size(variables.hook[j]) > 0 ? [" + add(bp+" + '/lifecycle/preStop'", "variables.hook[j]") + "] : " + hasPre + " ? [" + remove(bp+" + '/lifecycle/preStop'") + "] : []) + " +
+		"(variables.kind[j] == 'stop' ? [" + add(bp+" + '/lifecycle/stopSignal'", "variables.sVal[j]") + "] : " + hasStop + " ? [" + remove(bp+" + '/lifecycle/stopSignal'") + "] : []))"
+	mount := "{'name': dyn(variables.vol), 'mountPath': dyn(" + lit(mutate.ShimDir) + "), 'readOnly': dyn(true)}"
+	cmdOps := "(variables.setCmd[j] ? [" + add(bp+" + '/command'", "variables.newCmd[j]") + "] : [])"
+	mountOps := "(variables.mountAdd[j] ? (variables.cands[j].c.?volumeMounts.hasValue() ? [" + add(bp+" + '/volumeMounts/-'", mount) + "] : [" + add(bp+" + '/volumeMounts'", "["+mount+"]") + "]) : [])"
+	containerOps := "lists.range(size(variables.cands)).filter(j, variables.rend[j]).map(j, " + lcOps + " + " + cmdOps + " + " + mountOps + ").flatten()"
+
+	shimOps := "(!variables.needShim ? [] : size(variables.shimIdx) > 0 ? [" + remove("'/spec/initContainers/' + string(variables.shimIdx[0])") + ", " + add("'/spec/initContainers/0'", shim) + "] : " +
+		"size(variables.inits) == 0 ? [" + add("'/spec/initContainers'", "["+shim+"]") + "] : [" + add("'/spec/initContainers/0'", shim) + "])"
+	cx := "variables.cands[j].c"
+	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + formatDuration("variables.tVal[j]") + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
+		"(variables.origProgs[j].startsWith('php-fpm') ? ['--binary', string(variables.orig[j][0])] : []) + (variables.fpmConfig[j] != '' ? ['--config', string(variables.fpmConfig[j])] : [])"
+	// The check runs in the app's image with the app's env, mounts and securityContext: JSON Patch copies
+	// them from the app container (the typed object's parts cannot be values), after the container edits
+	// above gave the app its shim mount, so the copied mounts end with it as the engine's do.
+	check := "{'name': dyn(variables.chkName[j]), 'image': dyn(variables.img[j]), ?'imagePullPolicy': " + cx + ".?imagePullPolicy, 'command': dyn(" + checkCmd + "), " +
+		"?'workingDir': " + cx + ".?workingDir, 'resources': dyn(" + res + "), " +
+		"'terminationMessagePolicy': dyn('FallbackToLogsOnError'), 'terminationMessagePath': dyn('/dev/termination-log')}"
+	newIdx := "(size(variables.shimIdx) > 0 && variables.chkAt[j][0] > variables.shimIdx[0] ? variables.chkAt[j][0] : variables.chkAt[j][0] + 1)"
+	c.add("chkIdx", forJ("!variables.chk[j] ? 0 : size(variables.chkAt[j]) > 0 ? "+newIdx+" : size(variables.inits) + (size(variables.shimIdx) > 0 ? 0 : 1) + size(lists.range(j).filter(k, variables.chk[k] && size(variables.chkAt[k]) == 0))"))
+	cp := "'/spec/initContainers/' + string(variables.chkIdx[j])"
+	copyOp := func(field string) string {
+		return "(" + cx + ".?" + field + ".hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/" + field + "', path: " + cp + " + '/" + field + "'}] : [])"
+	}
+	hasMounts := "(" + cx + ".?volumeMounts.hasValue() || variables.mountAdd[j])"
+	hasDir := "(size(variables.dirMounts[j]) > 0 || variables.mountAdd[j])"
+	checkCopies := copyOp("env") + " + " + copyOp("envFrom") + " + " + copyOp("securityContext") + " + (" + hasMounts + " ? [JSONPatch{op: 'copy', from: " + bp + " + '/volumeMounts', path: " + cp + " + '/volumeMounts'}] + " +
+		"(" + hasDir + " ? [] : [" + add(cp+" + '/volumeMounts/-'", mount) + "]) : [" + add(cp+" + '/volumeMounts'", "["+mount+"]") + "])"
+	checkOps := "lists.range(size(variables.cands)).filter(j, variables.chk[j]).map(j, [size(variables.chkAt[j]) > 0 ? " +
+		"JSONPatch{op: 'replace', path: " + cp + ", value: " + check + "} : " + add("'/spec/initContainers/-'", check) + "] + " + checkCopies + ").flatten()"
+	volume := "{'name': dyn(variables.vol), 'emptyDir': dyn({})}"
+	volOps := "(variables.needShim && !(variables.vol in variables.volNames) ? (object.spec.?volumes.hasValue() ? [" + add("'/spec/volumes/-'", volume) + "] : [" + add("'/spec/volumes'", "["+volume+"]") + "]) : [])"
+	graceOps := "[" + add("'/spec/terminationGracePeriodSeconds'", "variables.grace") + "]"
+	osOps := "(lists.range(size(variables.cands)).exists(j, variables.kind[j] == 'stop') && !object.spec.?os.hasValue() ? [" + add("'/spec/os'", "{'name': 'linux'}") + "] : [])"
+	injected := "variables.injected.join(',')"
+	annOps := "(size(variables.injected) == 0 ? [] : object.metadata.?annotations.hasValue() ? [" +
+		add("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationInjected)+")", injected) + ", " +
+		add("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationVersion)+")", lit(c.o.Version)) + "] : [" +
+		add("'/metadata/annotations'", "{"+lit(mutate.AnnotationInjected)+": "+injected+", "+lit(mutate.AnnotationVersion)+": "+lit(c.o.Version)+"}") + "])"
+	_ = P
+	return "variables.skip != '' || variables.unsupported != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
+		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps, nil
+}
+
+// strictGuard: in strict mode a pod with bad annotations is denied by the validating policy; leave it alone.
+func (c *compiler) strictGuard() string {
+	if c.o.Policy.Strict {
+		return " || size(variables.denyList) > 0"
+	}
+	return ""
+}
+
+const (
+	placeholderName   = "\x00name"
+	placeholderVolume = "\x00volume"
+)
+
+// shimContainer is mutate's shim init container with placeholders for the name and the volume.
+func (c *compiler) shimContainer() corev1.Container {
+	p := c.o.Policy
+	t, f := true, false
+	uid := int64(65532)
+	return corev1.Container{
+		Name:            placeholderName,
+		Image:           p.Shim.Image,
+		ImagePullPolicy: p.Shim.ImagePullPolicy,
+		Command:         []string{mutate.ShimImagePath, "install", mutate.ShimDir},
+		Resources:       *p.Shim.Resources.DeepCopy(),
+		VolumeMounts:    []corev1.VolumeMount{{Name: placeholderVolume, MountPath: mutate.ShimDir}},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot: &t, RunAsUser: &uid, RunAsGroup: &uid, AllowPrivilegeEscalation: &f, ReadOnlyRootFilesystem: &t,
+			Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+	}
+}
+
+func celContainer(ctr corev1.Container, subst map[string]string) (string, error) { return celValue(ctr, subst) }
+
+// celValue writes a Go value (through its JSON form) as a CEL literal. Map values are wrapped in dyn() so
+// literals with mixed value types pass the server's homogeneous-literal check. Strings equal to a key of
+// subst are replaced by that CEL expression.
+func celValue(v any, subst map[string]string) (string, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	var x any
+	if err := json.Unmarshal(data, &x); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	writeCEL(&b, x, subst)
+	return b.String(), nil
+}
+
+func writeCEL(b *strings.Builder, x any, subst map[string]string) {
+	switch t := x.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString("{")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(lit(k) + ": dyn(")
+			writeCEL(b, t[k], subst)
+			b.WriteString(")")
+		}
+		b.WriteString("}")
+	case []any:
+		b.WriteString("[")
+		for i, e := range t {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeCEL(b, e, subst)
+		}
+		b.WriteString("]")
+	case string:
+		if e, ok := subst[t]; ok {
+			b.WriteString(e)
+		} else {
+			b.WriteString(lit(t))
+		}
+	case bool:
+		b.WriteString(strconv.FormatBool(t))
+	case float64:
+		b.WriteString(strconv.FormatInt(int64(t), 10))
+	case nil:
+		b.WriteString("null")
+	}
+}

@@ -1,0 +1,12 @@
+package policy
+
+import "regexp"
+
+// GlobRegexp exposes the glob translation to the tests.
+func GlobRegexp(p string) (*regexp.Regexp, error) {
+	s, err := globRegexp(p)
+	if err != nil {
+		return nil, err
+	}
+	return regexp.Compile(s)
+}

@@ -1,0 +1,301 @@
+// Package policy compiles lastcall's engine (pkg/mutate) for a catalog and a policy into admission policies
+// the API server runs itself (Kubernetes >= 1.36): a MutatingAdmissionPolicy whose JSONPatch mutation makes
+// the engine's edits, and ValidatingAdmissionPolicies that give the engine's warnings (Warn) and, in strict
+// mode, its denials (Deny). No webhook is on the admission path.
+//
+// CEL cannot call the Go engine, so the compiler writes the engine's decision procedure as CEL variables.
+// What CEL cannot reproduce exactly is listed in Limitations: those pods are admitted unchanged with a
+// warning that says so, never rendered differently.
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
+)
+
+// MinKubernetesMinor is the first Kubernetes 1.x release that serves admissionregistration.k8s.io/v1
+// MutatingAdmissionPolicy by default (GA in 1.36).
+const MinKubernetesMinor = 36
+
+// Selector modes, as the chart's webhook.namespaceSelector.mode.
+const (
+	SelectOptIn = "opt-in"
+	SelectAll   = "all"
+)
+
+// Options say what to compile.
+type Options struct {
+	// Name prefixes every object ("lastcall" when empty).
+	Name string
+	// Policy is the chart's policy (ParsePolicy or DefaultPolicy).
+	Policy mutate.Policy
+	// Catalog is the effective catalog: built-ins layered with ShutdownProfiles.
+	Catalog *profiles.Catalog
+	// Capabilities of the target cluster. Policy mode needs >= 1.36, so native preStop sleep is there unless
+	// the policy says otherwise.
+	Capabilities mutate.Capabilities
+	// Version is written to lastcall.dev/version.
+	Version string
+	// NamespaceSelection is SelectOptIn (namespaces labelled lastcall.dev/inject=enabled; the default) or
+	// SelectAll (every namespace but the excluded ones and those labelled disabled).
+	NamespaceSelection string
+	// ExcludeNamespaces are never selected, in addition to kube-system, kube-public and kube-node-lease.
+	ExcludeNamespaces []string
+	// FailurePolicy of the policies: Ignore (the default; lastcall's own failures never block a pod) or Fail.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+}
+
+// Policies are the compiled objects.
+type Policies struct {
+	Mutating        *admissionregistrationv1.MutatingAdmissionPolicy
+	MutatingBinding *admissionregistrationv1.MutatingAdmissionPolicyBinding
+	Warn            *admissionregistrationv1.ValidatingAdmissionPolicy
+	WarnBinding     *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// Deny and DenyBinding exist only in strict mode.
+	Deny        *admissionregistrationv1.ValidatingAdmissionPolicy
+	DenyBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+}
+
+// Limitations are the engine behaviours this compiler does not reproduce in CEL, and what happens instead.
+// `lastcall policy render` prints them; docs/install.md repeats them.
+var Limitations = []string{
+	"duration annotations with sub-millisecond precision or longer than 20 characters: the pod is admitted unchanged with a warning (the webhook handles it)",
+	"the warnings \"terminationGracePeriodSeconds raised from 0\" and \"replaced its preStop hook\" are not given: the validating policy sees the pod after the mutation, when the 0 and the user's hook are gone",
+	"warnings name values with Go's %q quoting for quotes and backslashes only; control characters in a value are shown raw",
+	"the API server prefixes each warning with the validating policy and binding names",
+}
+
+// WarningSlots is how many warnings the validating policy can give for one pod (one per validation); more
+// are joined into the last one.
+const WarningSlots = 16
+
+// Compile returns the policies, or an error naming every profile or setting that cannot be compiled: a
+// broken policy is never returned.
+func Compile(o Options) (*Policies, error) {
+	if o.Name == "" {
+		o.Name = "lastcall"
+	}
+	if o.Catalog == nil {
+		o.Catalog = profiles.Builtins()
+	}
+	if o.NamespaceSelection == "" {
+		o.NamespaceSelection = SelectOptIn
+	}
+	if o.FailurePolicy == "" {
+		o.FailurePolicy = admissionregistrationv1.Ignore
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	switch o.NamespaceSelection {
+	case SelectOptIn, SelectAll:
+	default:
+		return nil, fmt.Errorf("namespace selection %q: must be %s or %s", o.NamespaceSelection, SelectOptIn, SelectAll)
+	}
+	c := &compiler{o: o, catalog: o.Catalog, limit: int64((o.Policy.MaxGracePeriod.Duration + 999999999) / 1e9)}
+	c.names = strings.Join(o.Catalog.Names(), ", ")
+	c.defProf = o.Policy.DefaultProfile
+	if _, ok := o.Catalog.Get(c.defProf); !ok {
+		c.defWarn = "lastcall: the cluster default profile " + c.defProf + " does not exist; using http"
+		c.defProf = profiles.NameHTTP
+	}
+	for _, p := range o.Catalog.All() {
+		if err := p.Validate(); err != nil {
+			c.problems = append(c.problems, fmt.Sprintf("profile %s: %v", p.Name, err))
+		}
+		if p.DrainDelay%1e6 != 0 || p.DrainTimeout%1e6 != 0 {
+			c.problems = append(c.problems, fmt.Sprintf("profile %s: drainDelay %s / drainTimeout %s: policy mode renders durations with millisecond precision", p.Name, p.DrainDelay, p.DrainTimeout))
+		}
+	}
+	c.build()
+	patch, err := c.patch()
+	if err != nil {
+		return nil, err
+	}
+	if len(c.problems) > 0 {
+		return nil, fmt.Errorf("cannot compile the policy:\n  %s", strings.Join(c.problems, "\n  "))
+	}
+	return c.objects(patch), nil
+}
+
+func (c *compiler) variables() []admissionregistrationv1.Variable {
+	out := make([]admissionregistrationv1.Variable, len(c.vars))
+	for i, v := range c.vars {
+		out[i] = admissionregistrationv1.Variable{Name: v.name, Expression: v.expr}
+	}
+	return out
+}
+
+func (c *compiler) objects(patch string) *Policies {
+	o := c.o
+	fp := o.FailurePolicy
+	labels := map[string]string{"app.kubernetes.io/name": "lastcall", "app.kubernetes.io/component": "admission-policy"}
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{mutate.AnnotationVersion: o.Version}}
+	}
+	constraints := &admissionregistrationv1.MatchResources{
+		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+		}}},
+	}
+	selection := c.matchResources()
+	conditions := []admissionregistrationv1.MatchCondition{
+		{Name: "not-opted-out", Expression: "!has(object.metadata.annotations) || !('lastcall.dev/inject' in object.metadata.annotations) || !(object.metadata.annotations['lastcall.dev/inject'].trim().lowerAscii() in ['false', 'disabled', 'no'])"},
+		{Name: "not-windows", Expression: "!has(object.spec.os) || object.spec.os.name != 'windows'"},
+		{Name: "not-mirror-pod", Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
+	}
+	vars := c.variables()
+	out := &Policies{}
+	out.Mutating = &admissionregistrationv1.MutatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
+		ObjectMeta: meta(o.Name),
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: constraints.DeepCopy(),
+			Variables:        vars,
+			Mutations: []admissionregistrationv1.Mutation{{
+				PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+				JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patch},
+			}},
+			FailurePolicy:      &fp,
+			MatchConditions:    conditions,
+			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+		},
+	}
+	out.MutatingBinding = &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
+		ObjectMeta: meta(o.Name),
+		Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: o.Name, MatchResources: selection.DeepCopy()},
+	}
+	validations := make([]admissionregistrationv1.Validation, 0, WarningSlots)
+	guard := ""
+	if o.Policy.Strict {
+		guard = "size(variables.denyList) > 0 || "
+	}
+	for i := 0; i < WarningSlots; i++ {
+		v := admissionregistrationv1.Validation{
+			Expression:        fmt.Sprintf("%ssize(variables.warnings) <= %d", guard, i),
+			MessageExpression: fmt.Sprintf("variables.warnings[%d]", i),
+			Reason:            ptr(metav1.StatusReasonInvalid),
+		}
+		if i == WarningSlots-1 {
+			v.MessageExpression = fmt.Sprintf("variables.warnings.slice(%d, size(variables.warnings)).join('; ')", i)
+		}
+		validations = append(validations, v)
+	}
+	warnConditions := conditions
+	out.Warn = &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: meta(o.Name + "-warnings"),
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: constraints.DeepCopy(),
+			Variables:        vars,
+			Validations:      validations,
+			FailurePolicy:    &fp,
+			MatchConditions:  warnConditions,
+		},
+	}
+	out.WarnBinding = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: meta(o.Name + "-warnings"),
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: o.Name + "-warnings", MatchResources: selection.DeepCopy(),
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn},
+		},
+	}
+	if o.Policy.Strict {
+		out.Deny = &admissionregistrationv1.ValidatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+			ObjectMeta: meta(o.Name + "-strict"),
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				MatchConstraints: constraints.DeepCopy(),
+				Variables:        vars,
+				Validations: []admissionregistrationv1.Validation{{
+					Expression:        "variables.skip != '' || size(variables.denyList) == 0",
+					MessageExpression: "'lastcall (strict mode): ' + variables.denyList.join('; ')",
+					Reason:            ptr(metav1.StatusReasonInvalid),
+				}},
+				FailurePolicy:   &fp,
+				MatchConditions: conditions,
+			},
+		}
+		out.DenyBinding = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: meta(o.Name + "-strict"),
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName: o.Name + "-strict", MatchResources: selection.DeepCopy(),
+				ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			},
+		}
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// matchResources selects like the chart's webhook: never the system namespaces, opt-in by namespace label
+// (or all namespaces but those labelled disabled), and never pods labelled lastcall.dev/inject=disabled.
+func (c *compiler) matchResources() *admissionregistrationv1.MatchResources {
+	excluded := []string{"kube-system", "kube-public", "kube-node-lease"}
+	seen := map[string]bool{}
+	for _, n := range excluded {
+		seen[n] = true
+	}
+	for _, n := range c.o.ExcludeNamespaces {
+		if !seen[n] {
+			seen[n] = true
+			excluded = append(excluded, n)
+		}
+	}
+	ns := metav1.LabelSelectorRequirement{Key: mutate.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}}
+	if c.o.NamespaceSelection == SelectAll {
+		ns = metav1.LabelSelectorRequirement{Key: mutate.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}
+	}
+	return &admissionregistrationv1.MatchResources{
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: excluded}, ns,
+		}},
+		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: mutate.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}},
+		}},
+	}
+}
+
+// Objects returns the policies in apply order (each policy before its binding).
+func (p *Policies) Objects() []any {
+	out := []any{p.Mutating, p.MutatingBinding, p.Warn, p.WarnBinding}
+	if p.Deny != nil {
+		out = append(out, p.Deny, p.DenyBinding)
+	}
+	return out
+}
+
+// YAML renders the policies as one multi-document stream with a header that states what they need and what
+// they do not do. The output is byte-stable: the same inputs give the same bytes.
+func (p *Policies) YAML() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# lastcall in policy mode: generated by `lastcall policy render`; do not edit.\n")
+	fmt.Fprintf(&b, "# Needs Kubernetes >= 1.%d (admissionregistration.k8s.io/v1 MutatingAdmissionPolicy and ValidatingAdmissionPolicy).\n", MinKubernetesMinor)
+	b.WriteString("# Not reproduced from the webhook (see docs/install.md):\n")
+	for _, l := range Limitations {
+		b.WriteString("#   - " + l + "\n")
+	}
+	for _, o := range p.Objects() {
+		data, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("---\n")
+		b.Write(data)
+	}
+	return b.Bytes(), nil
+}
+
