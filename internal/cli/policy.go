@@ -6,9 +6,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/lastcall-dev/lastcall/internal/version"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/policy"
+	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
 const policyUsage = `Usage:

@@ -91,12 +91,14 @@ func (c *compiler) build() {
 		"variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'namespace-opt-out' : ''")
 	c.add("inits", "object.spec.?initContainers.orValue([])")
 	c.add("names", "object.spec.containers.map(x, x.name) + variables.inits.map(x, x.name)")
-	c.add("record", "variables.anns[?"+lit(mutate.AnnotationInjected)+"].orValue('').split(',').filter(e, e.contains('=')).map(e, e.substring(0, e.indexOf('=')))")
+	c.add("record", "variables.anns[?"+lit(mutate.AnnotationInjected)+"].orValue('').split(',').filter(e, e.contains('=') && e.substring(e.indexOf('=') + 1) != '-' && !e.endsWith('(kept)')).map(e, e.substring(0, e.indexOf('=')))")
 	shimCmd := "[" + lit(mutate.ShimImagePath) + ", 'install', " + lit(mutate.ShimDir) + "]"
 	isCheck := func(x string) string {
 		return "(size(" + x + ".?command.orValue([])) > 2 && " + x + ".command[0] == " + lit(mutate.ShimPath) + " && " + x + ".command[1] == 'check')"
 	}
-	isOurs := func(x string) string { return "(" + x + ".?command.orValue([]) == " + shimCmd + " || " + isCheck(x) + ")" }
+	isOurs := func(x string) string {
+		return "(" + x + ".?command.orValue([]) == " + shimCmd + " || " + isCheck(x) + ")"
+	}
 	// Candidates: native sidecars that lastcall did not add, then the app containers (Engine.Mutate).
 	c.add("cands", "lists.range(size(variables.inits)).filter(i, variables.inits[i].?restartPolicy.orValue('') == 'Always' && !"+isOurs("variables.inits[i]")+
 		").map(i, {'name': dyn(variables.inits[i].name), 'init': dyn(true), 'idx': dyn(i), 'c': dyn(variables.inits[i])}) + "+
@@ -170,9 +172,19 @@ func (c *compiler) build() {
 	c.add("denySorted", "variables.podProblems.sort()")
 	c.add("denyList", "lists.range(size(variables.denySorted)).filter(i, i == 0 || variables.denySorted[i] != variables.denySorted[i - 1]).map(i, variables.denySorted[i])."+msg)
 
-	// order: upstreams next to a proxy are signalled 1s later.
-	c.add("hasProxy", "lists.range(size(variables.cands)).exists(j, variables.sel[j] && !variables.cands[j].init && variables.cp[j].role == 'proxy')")
-	c.add("delay1", forJ("variables.sel[j] && !variables.cands[j].init && variables.cp[j].role == 'upstream' && variables.hasProxy ? variables.dVal[j] + duration('1s') : variables.dVal[j]"))
+	// markKept: a user's hook is kept (policy keep); a kept native sleep is that container's delay.
+	pre := "x.c.?lifecycle.?preStop"
+	c.add("hookKind", "variables.cands.map(x, !"+pre+".hasValue() ? 'none' : "+
+		"size("+pre+".?exec.?command.orValue([])) > 1 && x.c.lifecycle.preStop.exec.command[0] == "+lit(mutate.ShimPath)+" && x.c.lifecycle.preStop.exec.command[1] == 'prestop' ? 'ours' : "+
+		pre+".?sleep.hasValue() && !"+pre+".?exec.hasValue() && !"+pre+".?httpGet.hasValue() && !"+pre+".?tcpSocket.hasValue() ? (x.name in variables.record ? 'ours' : 'usersleep') : 'user')")
+	keep := c.o.Policy.ExistingPreStop == mutate.ExistingPreStopKeep
+	c.add("kept0", forJ("variables.sel[j] && variables.hookKind[j] in ['user', 'usersleep'] && "+strconv.FormatBool(keep)))
+	c.add("delay0", forJ("variables.kept0[j] && variables.hookKind[j] == 'usersleep' && variables.cands[j].c.lifecycle.preStop.sleep.seconds >= 0 ? "+
+		"duration(string(variables.cands[j].c.lifecycle.preStop.sleep.seconds > 600 ? 600 : variables.cands[j].c.lifecycle.preStop.sleep.seconds) + 's') : variables.dVal[j]"))
+	// order: an upstream's delay is at least the latest proxy delay + 1s.
+	c.add("proxyDelays", "lists.range(size(variables.cands)).filter(j, variables.sel[j] && !variables.cands[j].init && variables.cp[j].role == 'proxy').map(j, variables.delay0[j]).sort()")
+	c.add("delay1", forJ("variables.sel[j] && !variables.cands[j].init && !variables.kept0[j] && variables.cp[j].role == 'upstream' && size(variables.proxyDelays) > 0 && "+
+		"variables.delay0[j] < variables.proxyDelays[size(variables.proxyDelays) - 1] + duration('1s') ? variables.proxyDelays[size(variables.proxyDelays) - 1] + duration('1s') : variables.delay0[j]"))
 	c.add("planned", "variables.sel.exists(s, s)")
 	// grace.
 	c.add("needed", "variables.planned ? lists.range(size(variables.cands)).filter(j, variables.sel[j]).map(j, "+ceilSeconds("variables.delay1[j] + variables.tVal[j] + duration('2s')")+").max() : 0")
@@ -192,13 +204,8 @@ func (c *compiler) build() {
 	c.add("dirMounts", "variables.cands.map(x, x.c.?volumeMounts.orValue([]).filter(m, m.mountPath == "+lit(mutate.ShimDir)+").map(m, m.name))")
 	c.add("fm", forJ("variables.sel[j] && variables.dirMounts[j].exists(n, n != variables.vol)"))
 	c.add("rend", forJ("variables.sel[j] && !variables.fm[j]"))
-	pre := "x.c.?lifecycle.?preStop"
-	c.add("hookKind", "variables.cands.map(x, !"+pre+".hasValue() ? 'none' : "+
-		"size("+pre+".?exec.?command.orValue([])) > 1 && x.c.lifecycle.preStop.exec.command[0] == "+lit(mutate.ShimPath)+" && x.c.lifecycle.preStop.exec.command[1] == 'prestop' ? 'ours' : "+
-		pre+".?sleep.hasValue() && !"+pre+".?exec.hasValue() && !"+pre+".?httpGet.hasValue() && !"+pre+".?tcpSocket.hasValue() && x.name in variables.record ? 'ours' : 'user')")
 	c.add("hookShim", "variables.cands.map(x, size("+pre+".?exec.?command.orValue([])) > 0 && x.c.lifecycle.preStop.exec.command[0] == "+lit(mutate.ShimPath)+")")
-	keep := c.o.Policy.ExistingPreStop == mutate.ExistingPreStopKeep
-	c.add("kept", forJ("variables.rend[j] && variables.hookKind[j] == 'user' && "+strconv.FormatBool(keep)))
+	c.add("kept", forJ("variables.rend[j] && variables.kept0[j]"))
 	c.add("wrapAt", "variables.cmds.map(k, size(k) >= 2 && k[0] == "+lit(mutate.ShimPath)+" && k[1] == 'run' ? lists.range(size(k)).filter(i, i >= 2 && k[i] == '--') : [])")
 	c.add("wrapped", "variables.wrapAt.map(w, size(w) > 0)")
 	c.add("orig", forJ("variables.wrapped[j] ? variables.cmds[j].slice(variables.wrapAt[j][0] + 1, size(variables.cmds[j])) : variables.cmds[j]"))
@@ -229,12 +236,12 @@ func (c *compiler) build() {
 		"(variables.setCmd[j] ? size(variables.newCmd[j]) > 0 && variables.newCmd[j][0] == "+lit(mutate.ShimPath)+" : size(variables.cmds[j]) > 0 && variables.cmds[j][0] == "+lit(mutate.ShimPath)+") || "+
 		"(variables.kept[j] ? variables.hookShim[j] : variables.kind[j] == 'exec' || "+shimSleep+"))"))
 	c.add("mountAdd", forJ("variables.needShim && variables.usesShim[j] && size(variables.dirMounts[j]) == 0"))
-	c.add("injected", "lists.range(size(variables.cands)).filter(j, variables.rend[j]).map(j, variables.cands[j].name + '=' + variables.prof[j])")
+	// record: every container looked at: name=profile, name=profile(kept), or name=- when left alone.
+	c.add("injected", forJ("variables.cands[j].name + '=' + (!variables.rend[j] ? '-' : variables.kept[j] ? variables.prof[j] + '(kept)' : variables.prof[j])"))
 	// ensureShim and ensureCheck.
 	c.add("shimName", "size(variables.shimIdx) > 0 ? variables.inits[variables.shimIdx[0]].name : "+unique(lit(mutate.ShimContainerName), "variables.names"))
-	c.add("chkBase", "variables.cands.map(x, size("+lit(mutate.CheckContainerPrefix)+" + x.name) <= 63 ? "+lit(mutate.CheckContainerPrefix)+" + x.name : "+
-		"("+lit(mutate.CheckContainerPrefix)+" + x.name).substring(0, lists.range(63).filter(i, ("+lit(mutate.CheckContainerPrefix)+" + x.name).charAt(i) != '-').max() + 1))")
-	c.add("chkAt", forJ("lists.range(size(variables.inits)).filter(i, (variables.inits[i].name == variables.chkBase[j] || variables.inits[i].name.startsWith(variables.chkBase[j] + '-')) && "+isCheck("variables.inits[i]")+")"))
+	c.add("chkBase", "variables.cands.map(x, "+lit(mutate.CheckContainerPrefix)+" + x.name)")
+	c.add("chkAt", forJ("lists.range(size(variables.inits)).filter(i, "+isCheck("variables.inits[i]")+" && variables.inits[i].?env.orValue([]).exists(e, e.name == "+lit(mutate.CheckForEnv)+" && e.?value.orValue('') == variables.cands[j].name))"))
 	c.add("chkName", forJ("size(variables.chkAt[j]) > 0 ? variables.inits[variables.chkAt[j][0]].name : "+unique("variables.chkBase[j]", "variables.names + [variables.shimName]")))
 	c.add("origProgs", forJ(program("variables.orig[j]")))
 	fpmWords := "(variables.orig[j] + variables.args[j])"
@@ -242,6 +249,38 @@ func (c *compiler) build() {
 	c.add("fpmConfig", forJ("size(variables.fpmAt[j]) == 0 ? '' : "+fpmWords+"[variables.fpmAt[j][0]].startsWith('--fpm-config=') && !("+fpmWords+"[variables.fpmAt[j][0]] in ['-y', '--fpm-config']) ? "+
 		fpmWords+"[variables.fpmAt[j][0]].substring(13) : "+fpmWords+"[variables.fpmAt[j][0] + 1]"))
 
+	// Engine rules this compiler does not express yet: such pods are left to the webhook, never rendered
+	// differently (see Limitations).
+	var flagConds, wrapConds []string
+	for _, p := range c.catalog.All() {
+		if p.Timeout != nil {
+			var fl []string
+			for _, f := range append(append([]string(nil), p.Timeout.Hard...), p.Timeout.Soft...) {
+				fl = append(fl, lit(f))
+			}
+			list := "[" + strings.Join(fl, ", ") + "]"
+			flagConds = append(flagConds, "(variables.prof[j] == "+lit(p.Name)+" && (variables.cmds[j] + variables.args[j]).exists(w, w in "+list+" || "+list+".exists(f, f.startsWith('--') && w.startsWith(f + '='))))")
+		}
+		for _, w := range p.Wrappers {
+			cond, err := globExpr("variables.progs[j]", w.Command)
+			if err != nil {
+				c.problems = append(c.problems, fmt.Sprintf("profile %s: wrapper %q: %v", p.Name, w.Command, err))
+				continue
+			}
+			wrapConds = append(wrapConds, "(variables.prof[j] == "+lit(p.Name)+" && "+cond+")")
+		}
+	}
+	orFalse := func(conds []string) string {
+		if len(conds) == 0 {
+			return "false"
+		}
+		return strings.Join(conds, " || ")
+	}
+	c.add("blocked", "variables.unsupported != '' ? variables.unsupported : "+
+		"lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue()) ? 'a container with its own lifecycle.stopSignal' : "+
+		"lists.range(size(variables.cands)).exists(j, variables.sel[j] && ("+orFalse(wrapConds)+")) ? 'a launcher script that does not exec the server (the shim must signal it by name)' : "+
+		"lists.range(size(variables.cands)).exists(j, variables.sel[j] && ("+orFalse(flagConds)+")) ? 'a drain timeout set by a command-line flag' : "+
+		"lists.range(size(variables.cands)).exists(j, variables.chk[j] && size(variables.chkAt[j]) == 0 && size(variables.chkBase[j]) > 63) ? 'a php-fpm check for a container name longer than 48 characters' : ''")
 	c.addWarnings()
 }
 
@@ -394,10 +433,10 @@ func (c *compiler) addWarnings() {
 			"(variables.delay1[j] >= variables.graceD ? ['lastcall: container ' + variables.cands[j].name + ': drain delay ' + "+formatDuration("variables.delay1[j]")+" + ' does not fit the grace period ' + "+formatDuration("variables.graceD")+" + '; using ' + "+formatDuration("variables.delay2[j]")+"] : []) + "+
 			"(variables.fm[j] ? ['lastcall: container ' + variables.cands[j].name + ' already mounts something else at "+mutate.ShimDir+"; left unchanged'] : "+
 			"(variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ' already has a preStop hook; kept it (policy existingPreStop: keep); its grace period still covers the ' + variables.prof[j] + ' profile'] : []) + "+
-			"(variables.rend[j] && variables.hookKind[j] == 'user' && !variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ': replaced its preStop hook (policy existingPreStop: replace)'] : []) + "+
+			"(variables.rend[j] && variables.hookKind[j] in ['user', 'usersleep'] && !variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ': replaced its preStop hook (policy existingPreStop: replace)'] : []) + "+
 			"(variables.supWarn[j] ? ['lastcall: container ' + variables.cands[j].name + \": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\"] : []))"+
 			").flatten()")
-	c.add("warnings", "variables.skip != '' ? [] : variables.unsupported != '' ? ['lastcall: policy mode cannot handle this pod (' + variables.unsupported + '); admitted without graceful-shutdown injection: use the webhook mode for it'] : "+
+	c.add("warnings", "variables.skip != '' ? [] : variables.blocked != '' ? ['lastcall: policy mode cannot handle this pod (' + variables.blocked + '); admitted without graceful-shutdown injection: use the webhook mode for it'] : "+
 		"variables.problemList.map(p, 'lastcall: ' + p) + (variables.planned ? "+strings.Join(render, " + ")+" : [])")
 }
 
@@ -414,7 +453,9 @@ func (c *compiler) patch() (string, error) {
 		return "", err
 	}
 	bp := "(variables.cands[j].init ? '/spec/initContainers/' : '/spec/containers/') + string(variables.cands[j].idx)"
-	add := func(path, value string) string { return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}" }
+	add := func(path, value string) string {
+		return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}"
+	}
 	remove := func(path string) string { return "JSONPatch{op: 'remove', path: " + path + "}" }
 	lc := "variables.cands[j].c.?lifecycle"
 	hasLc, hasPost, hasPre, hasStop := lc+".hasValue()", lc+".?postStart.hasValue()", lc+".?preStop.hasValue()", lc+".?stopSignal.hasValue()"
@@ -429,7 +470,7 @@ func (c *compiler) patch() (string, error) {
 	mountOps := "(variables.mountAdd[j] ? (variables.cands[j].c.?volumeMounts.hasValue() ? [" + add(bp+" + '/volumeMounts/-'", mount) + "] : [" + add(bp+" + '/volumeMounts'", "["+mount+"]") + "]) : [])"
 	containerOps := "lists.range(size(variables.cands)).filter(j, variables.rend[j]).map(j, " + lcOps + " + " + cmdOps + " + " + mountOps + ").flatten()"
 
-	shimOps := "(!variables.needShim ? [] : size(variables.shimIdx) > 0 ? [" + remove("'/spec/initContainers/' + string(variables.shimIdx[0])") + ", " + add("'/spec/initContainers/0'", shim) + "] : " +
+	shimOps := "(!variables.needShim || size(variables.shimIdx) > 0 ? [] : " +
 		"size(variables.inits) == 0 ? [" + add("'/spec/initContainers'", "["+shim+"]") + "] : [" + add("'/spec/initContainers/0'", shim) + "])"
 	cx := "variables.cands[j].c"
 	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + formatDuration("variables.tVal[j]") + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
@@ -441,17 +482,20 @@ func (c *compiler) patch() (string, error) {
 		"?'workingDir': " + cx + ".?workingDir, 'resources': dyn(" + res + "), " +
 		"'terminationMessagePolicy': dyn('FallbackToLogsOnError'), 'terminationMessagePath': dyn('/dev/termination-log')}"
 	newIdx := "(size(variables.shimIdx) > 0 && variables.chkAt[j][0] > variables.shimIdx[0] ? variables.chkAt[j][0] : variables.chkAt[j][0] + 1)"
-	c.add("chkIdx", forJ("!variables.chk[j] ? 0 : size(variables.chkAt[j]) > 0 ? "+newIdx+" : size(variables.inits) + (size(variables.shimIdx) > 0 ? 0 : 1) + size(lists.range(j).filter(k, variables.chk[k] && size(variables.chkAt[k]) == 0))"))
+	_ = newIdx
+	c.add("chkIdx", forJ("size(variables.inits) + (size(variables.shimIdx) > 0 ? 0 : 1) + size(lists.range(j).filter(k, variables.chk[k] && size(variables.chkAt[k]) == 0))"))
 	cp := "'/spec/initContainers/' + string(variables.chkIdx[j])"
 	copyOp := func(field string) string {
 		return "(" + cx + ".?" + field + ".hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/" + field + "', path: " + cp + " + '/" + field + "'}] : [])"
 	}
 	hasMounts := "(" + cx + ".?volumeMounts.hasValue() || variables.mountAdd[j])"
 	hasDir := "(size(variables.dirMounts[j]) > 0 || variables.mountAdd[j])"
-	checkCopies := copyOp("env") + " + " + copyOp("envFrom") + " + " + copyOp("securityContext") + " + (" + hasMounts + " ? [JSONPatch{op: 'copy', from: " + bp + " + '/volumeMounts', path: " + cp + " + '/volumeMounts'}] + " +
+	checkFor := "{'name': " + lit(mutate.CheckForEnv) + ", 'value': string(variables.cands[j].name)}"
+	envOps := "(" + cx + ".?env.hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/env', path: " + cp + " + '/env'}, " + add(cp+" + '/env/-'", checkFor) + "] : [" + add(cp+" + '/env'", "["+checkFor+"]") + "])"
+	checkCopies := envOps + " + " + copyOp("envFrom") + " + " + copyOp("securityContext") + " + (" + hasMounts + " ? [JSONPatch{op: 'copy', from: " + bp + " + '/volumeMounts', path: " + cp + " + '/volumeMounts'}] + " +
 		"(" + hasDir + " ? [] : [" + add(cp+" + '/volumeMounts/-'", mount) + "]) : [" + add(cp+" + '/volumeMounts'", "["+mount+"]") + "])"
-	checkOps := "lists.range(size(variables.cands)).filter(j, variables.chk[j]).map(j, [size(variables.chkAt[j]) > 0 ? " +
-		"JSONPatch{op: 'replace', path: " + cp + ", value: " + check + "} : " + add("'/spec/initContainers/-'", check) + "] + " + checkCopies + ").flatten()"
+	// A check (or shim) lastcall added earlier is left as it is: other mutators may have added to it since.
+	checkOps := "lists.range(size(variables.cands)).filter(j, variables.chk[j] && size(variables.chkAt[j]) == 0).map(j, [" + add("'/spec/initContainers/-'", check) + "] + " + checkCopies + ").flatten()"
 	volume := "{'name': dyn(variables.vol), 'emptyDir': dyn({})}"
 	volOps := "(variables.needShim && !(variables.vol in variables.volNames) ? (object.spec.?volumes.hasValue() ? [" + add("'/spec/volumes/-'", volume) + "] : [" + add("'/spec/volumes'", "["+volume+"]") + "]) : [])"
 	graceOps := "[" + add("'/spec/terminationGracePeriodSeconds'", "variables.grace") + "]"
@@ -462,7 +506,7 @@ func (c *compiler) patch() (string, error) {
 		add("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationVersion)+")", lit(c.o.Version)) + "] : [" +
 		add("'/metadata/annotations'", "{"+lit(mutate.AnnotationInjected)+": "+injected+", "+lit(mutate.AnnotationVersion)+": "+lit(c.o.Version)+"}") + "])"
 	_ = P
-	return "variables.skip != '' || variables.unsupported != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
+	return "variables.skip != '' || variables.blocked != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
 		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps, nil
 }
 
@@ -501,7 +545,9 @@ func (c *compiler) shimContainer() corev1.Container {
 	}
 }
 
-func celContainer(ctr corev1.Container, subst map[string]string) (string, error) { return celValue(ctr, subst) }
+func celContainer(ctr corev1.Container, subst map[string]string) (string, error) {
+	return celValue(ctr, subst)
+}
 
 // celValue writes a Go value (through its JSON form) as a CEL literal. Map values are wrapped in dyn() so
 // literals with mixed value types pass the server's homogeneous-literal check. Strings equal to a key of

@@ -67,10 +67,11 @@ type Policies struct {
 // Limitations are the engine behaviours this compiler does not reproduce in CEL, and what happens instead.
 // `lastcall policy render` prints them; docs/install.md repeats them.
 var Limitations = []string{
-	"duration annotations with sub-millisecond precision or longer than 20 characters: the pod is admitted unchanged with a warning (the webhook handles it)",
+	"pods the policy cannot render exactly are admitted unchanged with a warning that names the reason (use the webhook for them): duration annotations with sub-millisecond precision or over 20 characters; a php-fpm check for a container name over 48 characters; a container with its own lifecycle.stopSignal; launcher scripts that do not exec the server (apache2ctl); drain timeouts from command-line flags (gunicorn --graceful-timeout, sidekiq -t, ...)",
+	"lastcall's init containers already in a pod are left as they are (the webhook updates their image, command and resources to the current policy)",
 	"the warnings \"terminationGracePeriodSeconds raised from 0\" and \"replaced its preStop hook\" are not given: the validating policy sees the pod after the mutation, when the 0 and the user's hook are gone",
-	"warnings name values with Go's %q quoting for quotes and backslashes only; control characters in a value are shown raw",
-	"the API server prefixes each warning with the validating policy and binding names",
+	"bad lastcall annotations on pods or containers lastcall skips are not reported",
+	"warnings quote values with Go's %q rules for quotes and backslashes only, and the API server prefixes each with the validating policy's and binding's names",
 }
 
 // WarningSlots is how many warnings the validating policy can give for one pod (one per validation); more
@@ -298,4 +299,3 @@ func (p *Policies) YAML() ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
-
