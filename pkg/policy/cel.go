@@ -89,6 +89,8 @@ func (c *compiler) build() {
 		"variables.labels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'pod-opt-out-label' : "+
 		"variables.anns[?"+lit(mutate.AnnotationInject)+"].orValue('').trim().lowerAscii() in ['false', 'disabled', 'no'] ? 'pod-opt-out-annotation' : "+
 		"variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'namespace-opt-out' : ''")
+	// Observe mode (namespace label lastcall.dev/inject=observe): the pod is only labelled for the observer.
+	c.add("observe", "variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == "+lit(mutate.ManagedObserve))
 	c.add("inits", "object.spec.?initContainers.orValue([])")
 	c.add("names", "object.spec.containers.map(x, x.name) + variables.inits.map(x, x.name)")
 	c.add("record", "variables.anns[?"+lit(mutate.AnnotationInjected)+"].orValue('').split(',').filter(e, e.contains('=') && e.substring(e.indexOf('=') + 1) != '-' && !e.endsWith('(kept)')).map(e, e.substring(0, e.indexOf('=')))")
@@ -170,7 +172,7 @@ func (c *compiler) build() {
 	c.add("problems", "(variables.podProblems + variables.nsProblems).sort()")
 	c.add("problemList", "lists.range(size(variables.problems)).filter(i, i == 0 || variables.problems[i] != variables.problems[i - 1]).map(i, variables.problems[i])."+msg)
 	c.add("denySorted", "variables.podProblems.sort()")
-	c.add("denyList", "lists.range(size(variables.denySorted)).filter(i, i == 0 || variables.denySorted[i] != variables.denySorted[i - 1]).map(i, variables.denySorted[i])."+msg)
+	c.add("denyList", "variables.observe ? [] : lists.range(size(variables.denySorted)).filter(i, i == 0 || variables.denySorted[i] != variables.denySorted[i - 1]).map(i, variables.denySorted[i])."+msg)
 
 	// markKept: a user's hook is kept (policy keep); a kept native sleep is that container's delay.
 	pre := "x.c.?lifecycle.?preStop"
@@ -436,7 +438,7 @@ func (c *compiler) addWarnings() {
 			"(variables.rend[j] && variables.hookKind[j] in ['user', 'usersleep'] && !variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ': replaced its preStop hook (policy existingPreStop: replace)'] : []) + "+
 			"(variables.supWarn[j] ? ['lastcall: container ' + variables.cands[j].name + \": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\"] : []))"+
 			").flatten()")
-	c.add("warnings", "variables.skip != '' ? [] : variables.blocked != '' ? ['lastcall: policy mode cannot handle this pod (' + variables.blocked + '); admitted without graceful-shutdown injection: use the webhook mode for it'] : "+
+	c.add("warnings", "variables.skip != '' || variables.observe ? [] : variables.blocked != '' ? ['lastcall: policy mode cannot handle this pod (' + variables.blocked + '); admitted without graceful-shutdown injection: use the webhook mode for it'] : "+
 		"variables.problemList.map(p, 'lastcall: ' + p) + (variables.planned ? "+strings.Join(render, " + ")+" : [])")
 }
 
@@ -506,8 +508,12 @@ func (c *compiler) patch() (string, error) {
 		add("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationVersion)+")", lit(c.o.Version)) + "] : [" +
 		add("'/metadata/annotations'", "{"+lit(mutate.AnnotationInjected)+": "+injected+", "+lit(mutate.AnnotationVersion)+": "+lit(c.o.Version)+"}") + "])"
 	_ = P
-	return "variables.skip != '' || variables.blocked != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
-		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps, nil
+	managed := func(v string) string {
+		return "(object.metadata.?labels.hasValue() ? [" + add("'/metadata/labels/' + jsonpatch.escapeKey("+lit(mutate.LabelManaged)+")", lit(v)) + "] : [" +
+			add("'/metadata/labels'", "{"+lit(mutate.LabelManaged)+": "+lit(v)+"}") + "])"
+	}
+	return "variables.skip != '' ? [] : variables.observe ? " + managed(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
+		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps + " + " + managed(mutate.ManagedInject), nil
 }
 
 // strictGuard: in strict mode a pod with bad annotations is denied by the validating policy; leave it alone.

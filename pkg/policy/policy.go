@@ -256,7 +256,7 @@ func (c *compiler) matchResources() *admissionregistrationv1.MatchResources {
 			excluded = append(excluded, n)
 		}
 	}
-	ns := metav1.LabelSelectorRequirement{Key: mutate.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled"}}
+	ns := metav1.LabelSelectorRequirement{Key: mutate.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled", mutate.ManagedObserve}}
 	if c.o.NamespaceSelection == SelectAll {
 		ns = metav1.LabelSelectorRequirement{Key: mutate.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}
 	}
