@@ -1,4 +1,4 @@
-// Package timeline draws what a load saw during a rollout: requests completed per second, successes and each
+// Package timeline draws what a load saw during a rollout: requests per second (by when they were sent), successes and each
 // failure kind as its own line, with the rollout's pod events marked, one panel per run (e.g. without and
 // with lastcall) on a shared time and rate scale. It renders PNG or SVG with gonum/plot.
 package timeline
@@ -51,14 +51,15 @@ type Panel struct {
 	Events  []Event
 }
 
-// Series is one line of a panel: requests with one outcome, counted per second of completion.
+// Series is one line of a panel: requests with one outcome, counted by the second in which they were sent.
 type Series struct {
 	Outcome string
-	Counts  []int // Counts[i]: completed in [From+i s, From+i+1 s)
+	Counts  []int // Counts[i]: sent in [From+i s, From+i+1 s)
 }
 
-// Bin counts the results by outcome and by the second (relative to zero) in which they ended, over the seconds
-// from..to (to exclusive). "ok" comes first, then the failures by name. An outcome that never occurs has no
+// Bin counts the results by outcome and by the second (relative to zero) in which they were sent, over the
+// seconds from..to (to exclusive). By start, not by end: a request that timed out 15 s later belongs to the
+// moment it was sent into the rollout. "ok" comes first, then the failures by name. An outcome that never occurs has no
 // series.
 func Bin(results []loadgen.Result, zero time.Time, from, to int) []Series {
 	n := to - from
@@ -67,7 +68,7 @@ func Bin(results []loadgen.Result, zero time.Time, from, to int) []Series {
 	}
 	by := map[string][]int{}
 	for _, r := range results {
-		i := int(math.Floor(r.End.Sub(zero).Seconds())) - from
+		i := int(math.Floor(r.Start.Sub(zero).Seconds())) - from
 		if i < 0 || i >= n {
 			continue
 		}
@@ -94,7 +95,7 @@ func Bin(results []loadgen.Result, zero time.Time, from, to int) []Series {
 	return out
 }
 
-// span is the common x range of the panels: whole seconds covering every result's end and every event.
+// span is the common x range of the panels: whole seconds covering every request's start and every event.
 func span(panels []Panel) (from, to int) {
 	first := true
 	add := func(t, zero time.Time) {
@@ -110,7 +111,7 @@ func span(panels []Panel) (from, to int) {
 	}
 	for _, p := range panels {
 		for _, r := range p.Results {
-			add(r.End, p.Zero)
+			add(r.Start, p.Zero)
 		}
 		for _, e := range p.Events {
 			add(e.At, p.Zero)
@@ -134,17 +135,17 @@ var outcomeColors = map[string]color.RGBA{
 var otherColor = color.RGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xff}
 
 type eventStyle struct {
-	color  color.RGBA
+	color  color.NRGBA
 	dashes []vg.Length
 }
 
 var eventStyles = map[EventKind]eventStyle{
-	Action:      {color.RGBA{A: 0xff}, nil},
-	Terminating: {color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xb0}, []vg.Length{vg.Points(5), vg.Points(3)}},
-	Ready:       {color.RGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 0xb0}, []vg.Length{vg.Points(1.5), vg.Points(2.5)}},
-	Dropped:     {color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xb0}, []vg.Length{vg.Points(6), vg.Points(2), vg.Points(1.5), vg.Points(2)}},
-	Gone:        {color.RGBA{R: 0x77, G: 0x77, B: 0x77, A: 0xb0}, []vg.Length{vg.Points(2), vg.Points(2)}},
-	unknownKind: {otherColor, []vg.Length{vg.Points(1), vg.Points(1)}},
+	Action:      {color.NRGBA{A: 0xff}, nil},
+	Terminating: {color.NRGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xb0}, []vg.Length{vg.Points(5), vg.Points(3)}},
+	Ready:       {color.NRGBA{R: 0x2e, G: 0x8b, B: 0x57, A: 0xb0}, []vg.Length{vg.Points(1.5), vg.Points(2.5)}},
+	Dropped:     {color.NRGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xb0}, []vg.Length{vg.Points(6), vg.Points(2), vg.Points(1.5), vg.Points(2)}},
+	Gone:        {color.NRGBA{R: 0x77, G: 0x77, B: 0x77, A: 0xb0}, []vg.Length{vg.Points(2), vg.Points(2)}},
+	unknownKind: {color.NRGBA{R: 0x55, G: 0x55, B: 0x55, A: 0xb0}, []vg.Length{vg.Points(1), vg.Points(1)}},
 }
 
 // Write renders the panels stacked vertically into path (.png or .svg), all on the same time and rate scale so
@@ -209,12 +210,33 @@ func Write(path, title string, panels ...Panel) error {
 	return f.Close()
 }
 
+// secondTicks labels every 5 s (every 10 s beyond a minute), with a minor tick each second up to a minute.
+type secondTicks struct{}
+
+func (secondTicks) Ticks(lo, hi float64) []plot.Tick {
+	major := 5
+	if hi-lo > 60 {
+		major = 10
+	}
+	var ts []plot.Tick
+	for s := int(math.Ceil(lo)); float64(s) <= hi; s++ {
+		switch {
+		case s%major == 0:
+			ts = append(ts, plot.Tick{Value: float64(s), Label: fmt.Sprint(s)})
+		case hi-lo <= 60:
+			ts = append(ts, plot.Tick{Value: float64(s)})
+		}
+	}
+	return ts
+}
+
 func panel(p Panel, series []Series, from, to int, ymax float64) (*plot.Plot, error) {
 	pl := plot.New()
 	pl.Title.Text = p.Title
 	pl.X.Label.Text = "seconds since the kubectl command"
-	pl.Y.Label.Text = "requests completed per second"
+	pl.Y.Label.Text = "requests per second (by when sent)"
 	pl.X.Min, pl.X.Max = float64(from), float64(to)
+	pl.X.Tick.Marker = secondTicks{}
 	pl.Y.Min, pl.Y.Max = 0, ymax
 	pl.Add(plotter.NewGrid())
 	pl.Legend.Top = true

@@ -12,19 +12,19 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/loadgen"
 )
 
-func TestBinCountsEveryResultOnceBySecondOfCompletion(t *testing.T) {
+func TestBinCountsEveryResultOnceBySecondSent(t *testing.T) {
 	t.Parallel()
 	zero := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return zero.Add(time.Duration(ms) * time.Millisecond) }
 	rs := []loadgen.Result{
-		{End: at(-1500), Kind: loadgen.OK},
-		{End: at(100), Kind: loadgen.OK},
-		{End: at(999), Kind: loadgen.OK},
-		{End: at(1000), Kind: loadgen.Status5xx, Status: 502},
-		{End: at(1200), Kind: loadgen.Status5xx, Status: 502},
-		{End: at(1300), Kind: loadgen.Reset},
-		{End: at(2500), Kind: loadgen.Status5xx, Status: 503},
-		{End: at(9000), Kind: loadgen.OK}, // outside the range: not drawn
+		{Start: at(-1500), End: at(13500), Kind: loadgen.OK},
+		{Start: at(100), End: at(15100), Kind: loadgen.OK},
+		{Start: at(999), End: at(15999), Kind: loadgen.OK},
+		{Start: at(1000), End: at(16000), Kind: loadgen.Status5xx, Status: 502},
+		{Start: at(1200), End: at(16200), Kind: loadgen.Status5xx, Status: 502},
+		{Start: at(1300), End: at(16300), Kind: loadgen.Reset},
+		{Start: at(2500), End: at(17500), Kind: loadgen.Status5xx, Status: 503},
+		{Start: at(9000), End: at(24000), Kind: loadgen.OK}, // outside the range: not drawn
 	}
 	got := Bin(rs, zero, -2, 3)
 	want := map[string][]int{"ok": {1, 0, 2, 0, 0}, "502": {0, 0, 0, 2, 0}, "503": {0, 0, 0, 0, 1}, "reset": {0, 0, 0, 1, 0}}

@@ -70,20 +70,13 @@ func wantInjected(t *testing.T, r *scenario.RolloutResult, want string) {
 	}
 }
 
-// The headline scenario (docs/design.md#bars, docs/results.md): `kubectl rollout restart` of an nginx + php-fpm Deployment under
-// a load that follows the EndpointSlices with a 1 s propagation delay. The same manifests fail requests in a
-// namespace without lastcall and fail none in an opted-in one. Not parallel: the other tests' pods would
-// compete for the two cores during the measurement.
-func TestRolloutUnderLoad(t *testing.T) {
-	_, with := compareRollout(t, framework.Current(t), scenario.RolloutOptions{
-		Replicas: 2,
-		Load:     scenario.LoadConfig{Clients: 4, MinMs: 1000, MaxMs: 3000, MaxRequests: 2000, MaxDuration: 4 * time.Minute},
-	})
-	wantInjected(t, with, "nginx=nginx,php=php-fpm")
-}
+// The headline scenario (docs/results.md; issue 7, scenario 1: rollout restart of nginx + php-fpm under load) runs through a real
+// ingress now: TestIngressRolloutUnderLoad (ingress_test.go). The endpoint-following client of these tests
+// stays for the scenarios below and for `make demo DEMO_ARGS='-client direct'`.
 
-// Issue 7, scenario 2: the same app scaled down from 3 replicas to 1 under load. The load runs in a pod of the
-// cluster here (what kind and existing clusters always do), so that path is proven on every run too.
+// Issue 7, scenario 2: the app scaled down from 3 replicas to 1 under the endpoint-following load. The load
+// runs in a pod of the cluster here (what kind and existing clusters always do), so that path is proven on
+// every run too; TestIngressScaleDownUnderLoad is the same scale-down through Traefik.
 func TestScaleDownUnderLoad(t *testing.T) {
 	without, with := compareRollout(t, framework.Current(t), scenario.RolloutOptions{
 		Replicas: 3,

@@ -14,13 +14,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
+	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
 )
 
 func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{
 		BuildLastcall: true,
-		ImageTargets:  []string{"base", "testapp", "lastcall"},
-		Images:        append([]string{framework.ImageDebianWeb, framework.ImageTestapp}, framework.LastcallImages()...),
+		ImageTargets:  []string{"base", "testapp", "lastcall", "traefik"},
+		Images:        append([]string{framework.ImageDebianWeb, framework.ImageTestapp, scenario.ImageTraefik}, framework.LastcallImages()...),
 		Setup: func(ctx context.Context, env *framework.Env) error {
 			return env.InstallLastcall(ctx)
 		},

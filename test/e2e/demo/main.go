@@ -1,12 +1,15 @@
 //go:build e2e
 
 // Command demo is `make demo`: on the local cluster (or KIND=1 / E2E_KUBECONFIG like the e2e suite) it
-// installs lastcall with its Helm chart, runs the rollout-under-load scenario twice with the same manifests —
-// in a namespace without lastcall's opt-in label and in one with it — and prints the table, the injected
-// container spec and the rendered shutdown timeline. The cluster is left running; `make demo-down` (this
-// command with -down) removes everything.
+// installs lastcall with its Helm chart and Traefik as the ingress, then runs two scenarios twice with the same
+// manifests — in a namespace without lastcall's opt-in label and in one with it: a rollout restart of 3
+// replicas of nginx + php-fpm and a scale-down from 3 to 1, each under an open-loop load of 100 requests/s
+// through Traefik. It prints the table, the injected container spec and the rendered shutdown timeline, and
+// draws requests per second over time into _output/demo/*.png. `-client direct` runs the older demo instead:
+// an endpoint-following client that imitates an ingress, sending to the pod IPs itself. The cluster is left
+// running; `make demo-down` (this command with -down) removes everything.
 //
-//	go run -tags e2e ./test/e2e/demo [-down]
+//	go run -tags e2e ./test/e2e/demo [-client ingress|direct] [-down]
 package main
 
 import (
@@ -24,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/lastcall-dev/lastcall/internal/timeline"
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
 	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
 )
@@ -33,15 +37,39 @@ const (
 	nsWith    = "lastcall-demo-with"
 )
 
+// The ingress demo's namespaces: one pair per scenario, so the second needs no namespace deletion to wait for.
+var ingressScenarios = []struct {
+	name, title string
+	opts        scenario.IngressOptions
+}{
+	{"rollout", "kubectl rollout restart of 3 replicas", scenario.IngressOptions{Replicas: 3}},
+	{"scale-down", "kubectl scale from 3 replicas to 1", scenario.IngressOptions{Replicas: 3, ScaleTo: 1}},
+}
+
+func ingressNamespaces(name string) (without, with string) {
+	return "lastcall-demo-" + name + "-without", "lastcall-demo-" + name + "-with"
+}
+
 func main() {
 	down := flag.Bool("down", false, "remove everything the demo created (the local cluster: hack/cluster/local.sh down)")
-	clients := flag.Int("clients", 4, "concurrent load clients")
-	keepAlive := flag.Int("keepalive-clients", -1, "how many of the clients keep one connection per endpoint (default: half)")
-	propagation := flag.Duration("propagation", time.Second, "endpoint propagation delay of the load client")
-	where := flag.String("load", "auto", "where the load runs: host (this process; needs the pod network), pod (testapp load in the cluster) or auto (host when the pod network is reachable)")
+	client := flag.String("client", "ingress", "ingress: the load goes through Traefik (the default); direct: an endpoint-following client sends to the pod IPs itself (the older demo)")
+	rate := flag.Float64("rate", 100, "ingress: arrivals per second of the open-loop load")
+	minRequests := flag.Int("requests", 2000, "ingress: at least this many requests per run")
+	clients := flag.Int("clients", 4, "direct: concurrent load clients")
+	keepAlive := flag.Int("keepalive-clients", -1, "direct: how many of the clients keep one connection per endpoint (default: half)")
+	propagation := flag.Duration("propagation", time.Second, "direct: endpoint propagation delay of the load client")
+	where := flag.String("load", "auto", "direct: where the load runs: host (this process; needs the pod network), pod (testapp load in the cluster) or auto (host when the pod network is reachable)")
 	flag.Parse()
 	if *where != "auto" && *where != "host" && *where != "pod" {
 		fmt.Fprintf(os.Stderr, "demo: -load %q: want auto, host or pod\n", *where)
+		os.Exit(2)
+	}
+	if *client != "ingress" && *client != "direct" {
+		fmt.Fprintf(os.Stderr, "demo: -client %q: want ingress or direct\n", *client)
+		os.Exit(2)
+	}
+	if *rate <= 0 || *rate > 1000 || *minRequests < 1 || *minRequests > 100000 {
+		fmt.Fprintf(os.Stderr, "demo: -rate %v -requests %d: want a rate in (0, 1000] and 1..100000 requests\n", *rate, *minRequests)
 		os.Exit(2)
 	}
 	switch {
@@ -52,9 +80,12 @@ func main() {
 	}
 	ctx := context.Background()
 	var err error
-	if *down {
+	switch {
+	case *down:
 		err = teardown(ctx)
-	} else {
+	case *client == "ingress":
+		err = demoIngress(ctx, *rate, *minRequests)
+	default:
 		err = demo(ctx, scenario.LoadConfig{Clients: *clients, KeepAliveClients: *keepAlive, MinMs: 1000, MaxMs: 3000,
 			MaxRequests: 2000, MaxDuration: 4 * time.Minute, InCluster: *where == "pod"}, *propagation, *where == "host")
 	}
@@ -66,6 +97,110 @@ func main() {
 
 func step(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "\n\033[1m==> %s\033[0m\n", fmt.Sprintf(format, a...))
+}
+
+// demoIngress is the default demo: both scenarios through Traefik, without and with lastcall.
+func demoIngress(ctx context.Context, rate float64, minRequests int) error {
+	t0 := time.Now()
+	step("cluster, images, lastcall (Helm chart charts/lastcall, self-managed certificates) and Traefik")
+	env, err := framework.Start(ctx, framework.Options{
+		ImageTargets: []string{"base", "testapp", "lastcall", "traefik"},
+		Images:       append([]string{framework.ImageDebianWeb, framework.ImageTestapp, scenario.ImageTraefik}, framework.LastcallImages()...),
+		Setup:        func(ctx context.Context, env *framework.Env) error { return env.InstallLastcall(ctx) },
+	})
+	if err != nil {
+		return err
+	}
+	tr, err := scenario.InstallTraefik(ctx, env)
+	if err != nil {
+		return fmt.Errorf("%w (the ingress demo needs the pod network; on this cluster use DEMO_ARGS='-client direct -load pod')", err)
+	}
+	ready := time.Since(t0)
+	dir := filepath.Join(env.Root, "_output", "demo")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var all []*scenario.IngressResult
+	var report strings.Builder
+	fmt.Fprintf(&report, "Traefik %s (%s), default settings; open-loop load %.0f requests/s, 80%% 20-100 ms and 20%% 1-3 s, half on kept-alive connections, never retried.\n\n", tr.Version, strings.Join(scenario.TraefikArgs, " "), rate)
+	var pictures []string
+	for _, sc := range ingressScenarios {
+		without, with := ingressNamespaces(sc.name)
+		opts := sc.opts
+		opts.Rate, opts.MinRequests = rate, minRequests
+		var pair []*scenario.IngressResult
+		for _, c := range []struct {
+			ns     string
+			labels map[string]string
+			what   string
+		}{{without, nil, "WITHOUT lastcall (namespace not labelled)"}, {with, map[string]string{framework.LabelInject: "enabled"}, "WITH lastcall (namespace labelled " + framework.LabelInject + "=enabled)"}} {
+			step("%s %s: nginx + php-fpm behind Traefik, %.0f requests/s", sc.title, c.what, rate)
+			if err := freshNamespace(ctx, env, c.ns, c.labels); err != nil {
+				return err
+			}
+			r, err := scenario.RunIngress(ctx, env, tr, c.ns, opts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.ns, err)
+			}
+			for _, l := range r.EventLines() {
+				fmt.Fprintln(os.Stderr, "   ", l)
+			}
+			for _, l := range r.FailureLines(10) {
+				fmt.Fprintln(os.Stderr, "   ", l)
+			}
+			pair = append(pair, r)
+		}
+		png := filepath.Join(dir, sc.name+".png")
+		if err := timeline.Write(png, fmt.Sprintf("%s: nginx + php-fpm behind Traefik %s, open-loop %.0f requests/s", sc.title, tr.Version, rate),
+			pair[0].Panel("without lastcall"), pair[1].Panel("with lastcall")); err != nil {
+			return err
+		}
+		pictures = append(pictures, png)
+		fmt.Fprintf(&report, "### %s\n\n%s\n", sc.title, scenario.IngressTable(pair...))
+		for i, r := range pair {
+			fmt.Fprintf(&report, "%s, events:\n", []string{"without lastcall", "with lastcall"}[i])
+			for _, l := range r.EventLines() {
+				fmt.Fprintf(&report, "    %s\n", l)
+			}
+			report.WriteString("\n")
+		}
+		all = append(all, pair...)
+	}
+
+	step("what lastcall injected (pod in %s, as stored by the apiserver)", all[1].Namespace)
+	if len(all[1].Pods) > 0 {
+		fmt.Print(injectedSpec(&all[1].Pods[0]))
+	}
+	step("the shutdown timeline lastcall rendered (lastcall explain on the same Deployment)")
+	fmt.Print(explain(env))
+
+	step("results (also in _output/demo/results.md)")
+	table := scenario.IngressTable(all...)
+	fmt.Print(table)
+	fmt.Printf("\nrequests: open loop, %.0f/s (80%% /slow?ms=20..100, 20%% /slow?ms=1000..3000) to Traefik %s at %s, half on\n"+
+		"kept-alive connections, never retried; Traefik routes to the pods it learns from the EndpointSlices (its\n"+
+		"default settings). \"Traefik drop\": the longest time Traefik kept picking a deleted pod. Failure kinds:\n"+
+		"docs/results.md. Pictures (requests per second, pod events marked): %s\n",
+		rate, tr.Version, tr.WebAddr(), strings.Join(pictures, ", "))
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(report.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\ndemo done in %.0fs (cluster, lastcall and Traefik ready after %.0fs).\n", time.Since(t0).Seconds(), ready.Seconds())
+	fmt.Printf("The cluster is still running: export KUBECONFIG=%s\n", env.Provider.Kubeconfig())
+	fmt.Printf("Remove everything with: make demo-down\n")
+	failedWith := 0
+	for _, r := range all {
+		if !r.Lastcall && len(r.Failures()) == 0 {
+			fmt.Printf("note: %s without lastcall failed no request this time (try again, or a higher -rate)\n", r.Action)
+		}
+		if r.Lastcall {
+			failedWith += len(r.Failures())
+		}
+	}
+	if failedWith != 0 {
+		return fmt.Errorf("with lastcall %d requests failed", failedWith)
+	}
+	return nil
 }
 
 func demo(ctx context.Context, load scenario.LoadConfig, propagation time.Duration, hostOnly bool) error {
@@ -235,8 +370,19 @@ func teardown(ctx context.Context) error {
 		return err
 	}
 	env := &framework.Env{Provider: p, Root: root}
-	for _, ns := range []string{nsWithout, nsWith} {
+	namespaces := []string{nsWithout, nsWith, scenario.IngressNamespace}
+	for _, sc := range ingressScenarios {
+		without, with := ingressNamespaces(sc.name)
+		namespaces = append(namespaces, without, with)
+	}
+	for _, ns := range namespaces {
 		if out, err := env.Kubectl(ctx, "delete", "namespace", ns, "--ignore-not-found", "--wait=true"); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+	}
+	for _, obj := range []string{"clusterrole/" + scenario.IngressNamespace + "-" + scenario.TraefikName,
+		"clusterrolebinding/" + scenario.IngressNamespace + "-" + scenario.TraefikName, "ingressclass/" + scenario.IngressClassName} {
+		if out, err := env.Kubectl(ctx, "delete", obj, "--ignore-not-found"); err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 	}

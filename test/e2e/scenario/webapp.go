@@ -6,6 +6,7 @@
 package scenario
 
 import (
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -53,7 +54,7 @@ const nginxConf = nginxPreamble + `  keepalive_timeout 65s;
 }
 `
 
-// phpFPMConf: process_control_timeout lets the master wait for its children on SIGQUIT (0, the default, makes
+// phpFPMConf (%CHILDREN% children, static): process_control_timeout lets the master wait for its children on SIGQUIT (0, the default, makes
 // even the graceful signal kill in-flight requests); 20 s fits the php-fpm profile's 30 s budget.
 const phpFPMConf = `[global]
 error_log = /proc/self/fd/2
@@ -65,7 +66,7 @@ group = www-data
 listen = /run/php/fpm.sock
 listen.mode = 0666
 pm = static
-pm.max_children = 12
+pm.max_children = %CHILDREN%
 ping.path = /fpm-ping
 catch_workers_output = yes
 `
@@ -85,12 +86,18 @@ echo "slow $ms ms from " . gethostname() . "\n";
 // same with and without lastcall: only the namespace's label differs. processControlTimeout is php-fpm's
 // setting (e.g. "20s"; "0" for the check scenario).
 func WebAppObjects(replicas int32, processControlTimeout string) (*corev1.ConfigMap, *appsv1.Deployment, *corev1.Service) {
+	return webAppObjects(replicas, processControlTimeout, 12)
+}
+
+// webAppObjects is WebAppObjects with php-fpm's number of children: the ingress scenarios need more, since
+// their open-loop load keeps ~45 requests in flight, all on one pod after a scale-down to 1.
+func webAppObjects(replicas int32, processControlTimeout string, children int) (*corev1.ConfigMap, *appsv1.Deployment, *corev1.Service) {
 	labels := map[string]string{"app": WebApp}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: WebApp},
 		Data: map[string]string{
 			"nginx.conf":   nginxConf,
-			"php-fpm.conf": strings.ReplaceAll(phpFPMConf, "%PCT%", processControlTimeout),
+			"php-fpm.conf": strings.NewReplacer("%PCT%", processControlTimeout, "%CHILDREN%", strconv.Itoa(children)).Replace(phpFPMConf),
 			"slow.php":     slowPHP,
 		},
 	}
