@@ -27,6 +27,8 @@ type Explanation struct {
 type ExplainTotals struct {
 	Pods     int `json:"pods"`
 	Injected int `json:"injected"`
+	// Observed counts pods in observe-mode namespaces (only labelled).
+	Observed int `json:"observed,omitempty"`
 	Skipped  int `json:"skipped"`
 	Denied   int `json:"denied"`
 	Warnings int `json:"warnings"`
@@ -36,7 +38,10 @@ type ExplainTotals struct {
 type PodExplain struct {
 	objRef
 	// Skip says why the whole pod is left alone (namespace selection, opt-out, ...).
-	Skip         *SkipExplain       `json:"skip,omitempty"`
+	Skip *SkipExplain `json:"skip,omitempty"`
+	// Observe is set in an observe-mode namespace (lastcall.dev/inject=observe): the sentence says what
+	// lastcall does there (only a label) and what it costs.
+	Observe      string             `json:"observe,omitempty"`
 	Denied       string             `json:"denied,omitempty"`
 	Grace        *mutate.Grace      `json:"grace,omitempty"`
 	ShimInjected bool               `json:"shimInjected"`
@@ -83,6 +88,10 @@ type Event struct {
 
 func (e Event) String() string { return "t=" + e.At + " " + e.What }
 
+// observeSentence is what explain says about a pod in an observe-mode namespace.
+const observeSentence = "namespace label " + mutate.LabelInject + "=" + mutate.ManagedObserve + ": lastcall changes nothing about this pod's shutdown (no hook, grace period, shim or record); it only adds the label " +
+	mutate.LabelManaged + "=" + mutate.ManagedObserve + " so its shutdowns are recorded (lastcall_shutdowns_total, ShutdownKilled events, lastcall status). Cost: one webhook call per pod creation and a watch entry per running pod. Label the namespace " + mutate.LabelInject + "=enabled to inject."
+
 // explainPods builds the explanation of every pod report.
 func explainPods(pods []podReport, catalog *profiles.Catalog) *Explanation {
 	ex := &Explanation{Kind: "Explanation", Version: version.Version, Pods: make([]PodExplain, 0, len(pods))}
@@ -99,6 +108,9 @@ func explainPods(pods []podReport, catalog *profiles.Catalog) *Explanation {
 			if r.Skip != nil {
 				pe.Skip = &SkipExplain{Code: string(r.Skip.Code), Message: r.Skip.Message}
 			}
+			if r.Observe {
+				pe.Observe = observeSentence
+			}
 			pe.Grace, pe.ShimInjected, pe.Problems, pe.Warnings = r.Grace, r.ShimInjected, r.Problems, r.Warnings
 			for i := range r.Containers {
 				pe.Containers = append(pe.Containers, explainContainer(&r.Containers[i], r.Grace, catalog))
@@ -110,6 +122,8 @@ func explainPods(pods []podReport, catalog *profiles.Catalog) *Explanation {
 			ex.Summary.Denied++
 		case pe.Skip != nil:
 			ex.Summary.Skipped++
+		case pe.Observe != "":
+			ex.Summary.Observed++
 		default:
 			ex.Summary.Injected++
 		}
@@ -209,6 +223,9 @@ func writeExplainText(w io.Writer, ex *Explanation) {
 		if p.Skip != nil {
 			fmt.Fprintf(bw, "  skipped: %s [%s]\n", p.Skip.Message, p.Skip.Code)
 		}
+		if p.Observe != "" {
+			fmt.Fprintf(bw, "  observe mode: %s\n", p.Observe)
+		}
 		if p.Denied != "" {
 			fmt.Fprintf(bw, "  DENIED: %s\n", p.Denied)
 		}
@@ -278,5 +295,9 @@ func writeExplainText(w io.Writer, ex *Explanation) {
 		}
 	}
 	s := ex.Summary
-	fmt.Fprintf(bw, "\n%d pods: %d injected, %d skipped, %d denied; %d warnings\n", s.Pods, s.Injected, s.Skipped, s.Denied, s.Warnings)
+	observed := ""
+	if s.Observed > 0 {
+		observed = fmt.Sprintf(", %d observed (observe mode)", s.Observed)
+	}
+	fmt.Fprintf(bw, "\n%d pods: %d injected%s, %d skipped, %d denied; %d warnings\n", s.Pods, s.Injected, observed, s.Skipped, s.Denied, s.Warnings)
 }

@@ -225,3 +225,21 @@ func TestExplainSourcesFromTheEngine(t *testing.T) {
 		t.Errorf("explain text lacks the timeout's source:\n%s", text)
 	}
 }
+
+// In an observe-mode namespace explain says that lastcall changes nothing but a label, and what it costs.
+func TestExplainObserveMode(t *testing.T) {
+	t.Parallel()
+	in := "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: nginx, image: nginx:1.27}]\n"
+	out, stderr, code := run(t, in, "explain", "--namespace-labels", "lastcall.dev/inject=observe")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"observe mode:", "changes nothing about this pod's shutdown", "lastcall.dev/managed=observe", "Cost:", "1 pods: 0 injected, 1 observed (observe mode)"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "grace period:") || strings.Contains(out, " t=") {
+		t.Fatalf("explain shows a rendering in observe mode:\n%s", out)
+	}
+}

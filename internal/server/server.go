@@ -300,7 +300,10 @@ func newObserver(cfg *rest.Config, o Options, log logr.Logger) (*observer.Electe
 		return nil, nil, nil
 	}
 	if o.Namespace == "" {
-		return nil, nil, errors.New("--namespace (or $POD_NAMESPACE) is required with --observe: the observer's Lease lives there")
+		// Outside a cluster (a developer's run): the Lease has nowhere to live. In a pod the chart sets
+		// POD_NAMESPACE, so this does not happen there.
+		log.Info("shutdown observer off: no --namespace (or $POD_NAMESPACE) for its Lease")
+		return nil, nil, nil
 	}
 	lease := o.ObserverLease
 	if lease == "" {

@@ -1,5 +1,6 @@
 // Package memory measures the webhook binary's resident memory with a large cluster's worth of cached objects:
-// 10,000 namespaces and 100 ShutdownProfiles on a real kube-apiserver. Bar (docs/design.md#bars): RSS <= 64 MiB.
+// 10,000 namespaces, 100 ShutdownProfiles and 10,000 running managed pods (watched by the shutdown observer) on
+// a real kube-apiserver. Bar (docs/design.md#bars): RSS <= 64 MiB.
 package memory
 
 import (
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -33,9 +35,10 @@ import (
 )
 
 const (
-	namespaces = 10000
-	profiles   = 100
-	barMiB     = 64
+	namespaces  = 10000
+	profiles    = 100
+	managedPods = 10000
+	barMiB      = 64
 )
 
 func TestWebhookRSSWithLargeCache(t *testing.T) {
@@ -80,6 +83,12 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 				Match: &v1alpha1.ProfileMatch{Images: []string{"img-" + strconv.Itoa(i)}}}})
 	})
 	t.Logf("created %d namespaces and %d profiles in %s", namespaces, profiles, time.Since(start).Round(time.Second))
+	start = time.Now()
+	pods := podCount()
+	parallel(t, pods, func(i int) error {
+		return k8s.Create(ctx, managedPod(i))
+	})
+	t.Logf("created %d managed pods in %s", pods, time.Since(start).Round(time.Second))
 
 	user, err := env.ControlPlane.AddUser(envtest.User{Name: "lastcall", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -98,7 +107,8 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 	probe, _ := testenv.FreeAddr()
 	metrics, _ := testenv.FreeAddr()
 	port := freePort(t)
-	cmd := exec.Command(bin, "--cert-mode=external", "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
+	// --namespace: the observer's Lease lives there; without it the observer is off.
+	cmd := exec.Command(bin, "--cert-mode=external", "--namespace=default", "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
 		"--health-probe-bind-address="+probe, "--metrics-bind-address="+metrics, "--config="+filepath.Join(dir, "none.yaml"))
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	var logs strings.Builder
@@ -110,6 +120,15 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 
 	if err := testenv.WaitReady(probe, nil, 90*time.Second); err != nil {
 		t.Fatalf("%v:\n%s", err, logs.String())
+	}
+	if pods > 0 {
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(logs.String(), "observing shutdowns of managed pods") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the observer never started:\n%s", logs.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	// Let the informers' initial lists settle and the runtime return what it no longer uses.
 	time.Sleep(5 * time.Second)
@@ -123,7 +142,7 @@ func TestWebhookRSSWithLargeCache(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("lastcall-webhook RSS %.1f MiB with %d namespaces and %d ShutdownProfiles cached (bar %d MiB)", float64(rss)/1024, namespaces, profiles, barMiB)
+	t.Logf("lastcall-webhook RSS %.1f MiB with %d namespaces, %d ShutdownProfiles and %d managed pods (bar %d MiB)", float64(rss)/1024, nsCount(), profiles, pods, barMiB)
 	if rss > barMiB*1024 {
 		t.Fatalf("RSS %.1f MiB exceeds the %d MiB bar", float64(rss)/1024, barMiB)
 	}
@@ -212,3 +231,50 @@ func nsCount() int {
 	}
 	return namespaces
 }
+
+// podCount lets a developer measure without the observer's pods (LASTCALL_MEM_PODS=0).
+func podCount() int {
+	if v, err := strconv.Atoi(os.Getenv("LASTCALL_MEM_PODS")); err == nil {
+		return v
+	}
+	return managedPods
+}
+
+// managedPod is a running pod as lastcall leaves it (shim init container, preStop hooks, record, managed
+// label) with what a real Deployment's pod carries besides: owner, labels, env, resources, mounts. The node
+// does not exist: the pod stays as created.
+func managedPod(i int) *corev1.Pod {
+	yes := true
+	grace := int64(32)
+	ns := "team-" + strconv.Itoa(i%max(nsCount(), 1))
+	if nsCount() == 0 {
+		ns = "default"
+	}
+	app := func(name, image string) corev1.Container {
+		return corev1.Container{Name: name, Image: image,
+			Env:          []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "DB_HOST", Value: "db.example.internal"}, {Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+			Resources:    corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resourceMust("100m"), corev1.ResourceMemory: resourceMust("128Mi")}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "lastcall-bin", MountPath: "/lastcall/bin", ReadOnly: true}, {Name: "config", MountPath: "/etc/app"}},
+			Lifecycle:    &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/lastcall/bin/lastcall-shim", "prestop", "--delay", "5s", "--signal", "SIGQUIT", "--timeout", "25s"}}}},
+			Ports:        []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("web-7c9d8f6b5-%05d", i), Namespace: ns,
+			Labels:          map[string]string{"app": "web", "pod-template-hash": "7c9d8f6b5", "lastcall.dev/managed": "inject", "team": "t" + strconv.Itoa(i%50)},
+			Annotations:     map[string]string{"lastcall.dev/injected": "nginx=nginx,php=php-fpm", "lastcall.dev/version": "v0.1.0", "prometheus.io/scrape": "true"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7c9d8f6b5", UID: "00000000-0000-0000-0000-000000000001", Controller: &yes, BlockOwnerDeletion: &yes}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:                      "node-" + strconv.Itoa(i%20),
+			TerminationGracePeriodSeconds: &grace,
+			InitContainers: []corev1.Container{{Name: "lastcall-shim", Image: "ghcr.io/lastcall-dev/lastcall-shim:v0.1.0", Command: []string{"/usr/local/bin/lastcall-shim", "install", "/lastcall/bin"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "lastcall-bin", MountPath: "/lastcall/bin"}}}},
+			Containers: []corev1.Container{app("nginx", "nginx:1.27"), app("php", "php:8.3-fpm")},
+			Volumes: []corev1.Volume{{Name: "lastcall-bin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "web-config"}}}}},
+		},
+	}
+}
+
+func resourceMust(v string) resource.Quantity { return resource.MustParse(v) }
