@@ -97,7 +97,9 @@ func TestRunShellEntrypointRelaysToItsApp(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	app := fmt.Sprintf(`trap 'echo graceful > %[1]s/app; exit 7' TERM; : > %[1]s/ready; %[2]s`, dir, loop)
-	entrypoint := fmt.Sprintf(`sh -c "%s" & pid=$!; trap 'kill -TERM $pid; wait $pid; exit $?' TERM; wait $pid`,
+	// The trap comes first: the test signals once the app is ready, and a trap installed after the app starts
+	// could still be missing then (seen under load: the shell died of SIGTERM, exit 143).
+	entrypoint := fmt.Sprintf(`trap 'kill -TERM $pid; wait $pid; exit $?' TERM; sh -c "%s" & pid=$!; wait $pid`,
 		strings.ReplaceAll(app, `"`, `\"`))
 	ns := startRun(t, dir, "--", "sh", "-c", entrypoint)
 	if err := unix.Kill(ns.pid, unix.SIGTERM); err != nil {
