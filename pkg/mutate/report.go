@@ -15,23 +15,22 @@ import (
 type SkipCode string
 
 const (
-	SkipMirrorPod         SkipCode = "mirror-pod"
-	SkipWindows           SkipCode = "windows"
-	SkipPodOptOutLabel    SkipCode = "pod-opt-out-label"
-	SkipPodOptOutAnno     SkipCode = "pod-opt-out-annotation"
-	SkipNamespaceOptOut   SkipCode = "namespace-opt-out"
-	SkipNoContainers      SkipCode = "no-eligible-containers"
-	SkipProfileNone       SkipCode = "profile-none"
-	SkipMeshProxy         SkipCode = "mesh-proxy"
-	SkipNativeSidecar     SkipCode = "native-sidecar"
-	SkipShimPathInUse     SkipCode = "shim-path-in-use"
-	SkipInjectedContainer SkipCode = "lastcall-container"
+	SkipMirrorPod       SkipCode = "mirror-pod"
+	SkipWindows         SkipCode = "windows"
+	SkipPodOptOutLabel  SkipCode = "pod-opt-out-label"
+	SkipPodOptOutAnno   SkipCode = "pod-opt-out-annotation"
+	SkipNamespaceOptOut SkipCode = "namespace-opt-out"
+	SkipNoContainers    SkipCode = "no-eligible-containers"
+	SkipProfileNone     SkipCode = "profile-none"
+	SkipMeshProxy       SkipCode = "mesh-proxy"
+	SkipNativeSidecar   SkipCode = "native-sidecar"
+	SkipShimPathInUse   SkipCode = "shim-path-in-use"
 )
 
 // Skip is a skip decision with the sentence that explains it, naming the exact key and value.
 type Skip struct {
-	Code    SkipCode
-	Message string
+	Code    SkipCode `json:"code"`
+	Message string   `json:"message"`
 }
 
 // Rendering is how a container's shutdown was rendered.

@@ -170,6 +170,3 @@ func isDNSLabel(s string) bool {
 	}
 	return s != ""
 }
-
-// Grace is the time this profile needs from the start of termination until the server has exited.
-func (p *Profile) Grace() time.Duration { return p.DrainDelay + p.DrainTimeout }
