@@ -5,6 +5,7 @@
 #
 #   base      $LASTCALL_CACHE/images/pause.tar       local.test/pause:3.10      (sandbox image; static pause binary)
 #             $LASTCALL_CACHE/images/debian-web.tar  local.test/debian-web:1    (bookworm minbase + nginx-light + php8.2-fpm)
+#             $LASTCALL_CACHE/images/debian-worker.tar local.test/debian-worker:1 (bookworm minbase + celery + redis)
 #   testapp   _output/images/testapp.tar             local.test/testapp:1       (only the static test/testapp binary)
 #   lastcall  _output/images/lastcall-webhook.tar    ghcr.io/lastcall-dev/lastcall-webhook:$VERSION
 #             _output/images/lastcall-shim.tar       ghcr.io/lastcall-dev/lastcall-shim:$VERSION
@@ -66,6 +67,34 @@ rootfs_debian_web() {
     "$DEBIAN_SUITE" - | gzip -1 > "$tgz.tmp"
   mv "$tgz.tmp" "$tgz"
   done_key "$tgz" "$key"
+}
+
+# A Debian root filesystem for a real Celery worker and its Redis (the e2e worker scenario). ~100 s, once.
+WORKER_PACKAGES=celery,python3-celery,python3-redis,redis-server
+rootfs_debian_worker() {
+  local tgz=$base_dir/debian-worker-rootfs.tar.gz key
+  key=$( (echo "$DEBIAN_SUITE $WORKER_PACKAGES v1"; dpkg-query -W -f='${Version}' mmdebstrap 2>/dev/null) | hashof)
+  uptodate "$tgz" "$key" && return
+  command -v mmdebstrap >/dev/null || { echo "mmdebstrap missing: run hack/install-deps.sh" >&2; exit 1; }
+  step "Debian $DEBIAN_SUITE rootfs with $WORKER_PACKAGES (mmdebstrap, ~100 s once)"
+  mmdebstrap --quiet --variant=minbase --include="$WORKER_PACKAGES" --format=tar \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+    "$DEBIAN_SUITE" - | gzip -1 > "$tgz.tmp"
+  mv "$tgz.tmp" "$tgz"
+  done_key "$tgz" "$key"
+}
+
+image_debian_worker() {
+  rootfs_debian_worker
+  local tar=$base_dir/debian-worker.tar key
+  key=$( (tools_key; cat "$base_dir/debian-worker-rootfs.tar.gz.key"; echo local.test/debian-worker:1) | hashof)
+  uptodate "$tar" "$key" && return
+  step "image local.test/debian-worker:1"
+  "$tools/mkimage" -zstd -t local.test/debian-worker:1 -o "$tar" -layer "$base_dir/debian-worker-rootfs.tar.gz" \
+    -cmd /bin/bash -label "$src_label"
+  done_key "$tar" "$key"
 }
 
 image_debian_web() {
@@ -140,12 +169,12 @@ image_traefik() {
 mkdir -p "$base_dir" "$out_dir"
 what=${1:-all}
 case $what in
-  base) build_tools; image_pause; image_debian_web ;;
+  base) build_tools; image_pause; image_debian_web; image_debian_worker ;;
   testapp) build_tools; image_testapp ;;
   lastcall) build_tools; image_lastcall lastcall-webhook; image_lastcall lastcall-shim ;;
   cert-manager) build_tools; image_cert_manager ;;
   traefik) build_tools; image_traefik ;;
-  all) build_tools; image_pause; image_debian_web; image_testapp
+  all) build_tools; image_pause; image_debian_web; image_debian_worker; image_testapp
        image_lastcall lastcall-webhook; image_lastcall lastcall-shim; image_cert_manager; image_traefik ;;
   *) echo "usage: $0 [all|base|testapp|lastcall|cert-manager|traefik]" >&2; exit 2 ;;
 esac

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	os.Exit(framework.Main(m, framework.Options{
 		BuildLastcall: true,
 		ImageTargets:  []string{"base", "testapp", "lastcall", "traefik"},
-		Images:        append([]string{framework.ImageDebianWeb, framework.ImageTestapp, scenario.ImageTraefik}, framework.LastcallImages()...),
+		Images:        append([]string{framework.ImageDebianWeb, framework.ImageDebianWorker, framework.ImageTestapp, scenario.ImageTraefik}, framework.LastcallImages()...),
 		Setup: func(ctx context.Context, env *framework.Env) error {
 			return env.InstallLastcall(ctx)
 		},

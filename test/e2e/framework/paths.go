@@ -42,9 +42,10 @@ func CacheDir() string {
 
 // Image references and the tarballs hack/images.sh writes for them.
 const (
-	ImagePause     = "local.test/pause:3.10"
-	ImageDebianWeb = "local.test/debian-web:1"
-	ImageTestapp   = "local.test/testapp:1"
+	ImagePause        = "local.test/pause:3.10"
+	ImageDebianWeb    = "local.test/debian-web:1"
+	ImageDebianWorker = "local.test/debian-worker:1" // Celery and Redis from Debian
+	ImageTestapp      = "local.test/testapp:1"
 )
 
 // ImageTar returns the tarball of one of the images above (base images in the cache, project images in _output).
@@ -54,6 +55,8 @@ func ImageTar(root, image string) string {
 		return filepath.Join(CacheDir(), "images", "pause.tar")
 	case ImageDebianWeb:
 		return filepath.Join(CacheDir(), "images", "debian-web.tar")
+	case ImageDebianWorker:
+		return filepath.Join(CacheDir(), "images", "debian-worker.tar")
 	case ImageTestapp:
 		return filepath.Join(root, "_output", "images", "testapp.tar")
 	}

@@ -1,0 +1,219 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/lastcall-dev/lastcall/test/e2e/framework"
+)
+
+const (
+	annSupervise = "lastcall.dev/supervise"
+	// celeryE2EApp records every start and end of a task in Redis: "runs:N" counts executions (acknowledged
+	// once means run once), "done" holds the finished tasks.
+	celeryE2EApp = `import os, time
+import redis
+from celery import Celery
+
+url = os.environ["REDIS_URL"]
+app = Celery("tasks", broker=url, backend=url)
+app.conf.update(worker_prefetch_multiplier=1)
+r = redis.Redis.from_url(url)
+
+@app.task
+def slow(n, secs):
+    r.incr("runs:%d" % n)
+    r.sadd("started", n)
+    end = time.time() + secs
+    while time.time() < end:
+        time.sleep(0.1)
+    r.sadd("done", n)
+    return n
+`
+	celeryReplicas = 3
+	celeryTasksE2E = celeryReplicas * 2 // concurrency 2: every pool process busy
+	celeryTaskLen  = 40 * time.Second   // longer than the default grace period (30 s)
+)
+
+// The seed scenario with the real thing (issue 13): a real Celery worker (prefork, concurrency 2) and a real
+// Redis, both from Debian, started by a shell entrypoint that does not exec (the shape of a celery_worker.sh),
+// scaled down from 3 to 1 replicas while 40 s tasks run, as KEDA does on a shrinking queue. Without lastcall,
+// sh is PID 1 and ignores SIGTERM, the kubelet SIGKILLs the pods after 30 s, and their tasks are lost (counted
+// from Redis). With the celery profile and lastcall.dev/supervise, lastcall-shim run is PID 1, its SIGTERM
+// reaches the worker the shell left behind, and every task finishes, each run exactly once.
+func TestCeleryBehindShellScaleDown(t *testing.T) {
+	t.Parallel()
+	env := framework.Current(t)
+	ctx := context.Background()
+	type run struct {
+		name, ns, redisPod string
+		lost, done         int
+	}
+	runs := []*run{{name: "without"}, {name: "with"}}
+	for _, r := range runs {
+		labels := map[string]string(nil)
+		if r.name == "with" {
+			labels = optedIn
+		}
+		r.ns = env.Namespace(t, labels)
+		env.DumpOnFailure(t, r.ns)
+		r.redisPod = startCeleryRedis(t, env, r.ns)
+	}
+	for _, r := range runs {
+		ip := podIP(t, env, r.ns, r.redisPod)
+		d := celeryDeployment(fmt.Sprintf("redis://%s:6379/0", ip))
+		if _, err := env.Client.AppsV1().Deployments(r.ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range runs {
+		if err := framework.WaitFor(ctx, 3*time.Minute, r.name+": 3 workers ready", func(ctx context.Context) (bool, error) {
+			d, err := env.Client.AppsV1().Deployments(r.ns).Get(ctx, "worker", metav1.GetOptions{})
+			return err == nil && d.Status.ReadyReplicas == celeryReplicas, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// A worker reserves at most one task per pool process (prefetch 1), so the 6 tasks spread over the 3
+		// workers once all are consuming: "every task running" below waits for that.
+		if out, err := env.Kubectl(ctx, "-n", r.ns, "exec", r.redisPod, "--", "sh", "-c",
+			fmt.Sprintf("cd /app && python3 -c 'import tasks\nfor i in range(%d): tasks.slow.delay(i, %d)'", celeryTasksE2E, int(celeryTaskLen.Seconds()))); err != nil {
+			t.Fatalf("%s: submit tasks: %v\n%s", r.name, err, out)
+		}
+	}
+	for _, r := range runs {
+		if err := framework.WaitFor(ctx, 2*time.Minute, r.name+": every task running", func(ctx context.Context) (bool, error) {
+			out, _ := redisCLI(ctx, env, r.ns, r.redisPod, "SCARD", "started")
+			return out == strconv.Itoa(celeryTasksE2E), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scaled := time.Now()
+	for _, r := range runs {
+		if _, err := env.Client.AppsV1().Deployments(r.ns).Patch(ctx, "worker", types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every task has ended or been killed by the task length plus the grace period without lastcall.
+	for _, r := range runs {
+		if err := framework.WaitFor(ctx, celeryTaskLen+90*time.Second, r.name+": one worker left", func(ctx context.Context) (bool, error) {
+			pods, err := env.Client.CoreV1().Pods(r.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=worker"})
+			return err == nil && len(pods.Items) == 1, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Until(scaled.Add(celeryTaskLen + 5*time.Second)))
+	for _, r := range runs {
+		done, _ := redisCLI(ctx, env, r.ns, r.redisPod, "SCARD", "done")
+		r.done, _ = strconv.Atoi(done)
+		r.lost = celeryTasksE2E - r.done
+		var runs []string
+		for i := range celeryTasksE2E {
+			n, _ := redisCLI(ctx, env, r.ns, r.redisPod, "GET", fmt.Sprintf("runs:%d", i))
+			runs = append(runs, n)
+		}
+		queued, _ := redisCLI(ctx, env, r.ns, r.redisPod, "LLEN", "celery")
+		t.Logf("%s lastcall: %d/%d tasks done, %d lost, executions per task %v, %s left in the queue", r.name, r.done, celeryTasksE2E, r.lost, runs, queued)
+		switch r.name {
+		case "without":
+			if r.lost == 0 {
+				t.Errorf("without lastcall no task was lost: the scenario must show the loss")
+			}
+		case "with":
+			if r.lost != 0 {
+				t.Errorf("with lastcall (celery profile, supervise) %d tasks were lost", r.lost)
+			}
+			for i, n := range runs {
+				if n != "1" {
+					t.Errorf("with lastcall task %d ran %q times, want once", i, n)
+				}
+			}
+		}
+	}
+}
+
+// startCeleryRedis starts Redis in the namespace and returns the pod's name once it answers.
+func startCeleryRedis(t *testing.T, env *framework.Env, ns string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "tasks"}, Data: map[string]string{"tasks.py": celeryE2EApp},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := newPod("redis", map[string]string{annProfile: "none"}, corev1.Container{
+		Name: "redis", Image: framework.ImageDebianWorker, ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:      []string{"redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"},
+		Env:          []corev1.EnvVar{{Name: "REDIS_URL", Value: "redis://127.0.0.1:6379/0"}},
+		VolumeMounts: []corev1.VolumeMount{{Name: "tasks", MountPath: "/app"}},
+	})
+	pod.Spec.Volumes = []corev1.Volume{{Name: "tasks", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "tasks"}}}}}
+	createPod(t, env, ns, pod)
+	if _, err := env.WaitForPodRunning(ctx, ns, "redis", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := framework.WaitFor(ctx, time.Minute, "redis to answer", func(ctx context.Context) (bool, error) {
+		out, _ := redisCLI(ctx, env, ns, "redis", "PING")
+		return out == "PONG", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return "redis"
+}
+
+func podIP(t *testing.T, env *framework.Env, ns, name string) string {
+	t.Helper()
+	p, err := env.Client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil || p.Status.PodIP == "" {
+		t.Fatalf("pod %s/%s IP: %v", ns, name, err)
+	}
+	return p.Status.PodIP
+}
+
+func redisCLI(ctx context.Context, env *framework.Env, ns, pod string, args ...string) (string, error) {
+	out, err := env.Kubectl(ctx, append([]string{"-n", ns, "exec", pod, "--", "redis-cli", "--raw"}, args...)...)
+	return strings.TrimSpace(out), err
+}
+
+// celeryDeployment is the manifest a user would write: a shell entrypoint that does not exec, no grace period
+// of its own (the API's 30 s), the celery profile and supervision asked for by annotation (ignored without
+// lastcall).
+func celeryDeployment(redisURL string) *appsv1.Deployment {
+	labels := map[string]string{"app": "worker"}
+	entry := "cd /app && celery -A tasks worker --pool prefork --concurrency 2 --loglevel INFO --without-gossip --without-mingle --without-heartbeat -n worker@$(hostname)"
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "worker"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(celeryReplicas)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{annProfile: "celery", annSupervise: "true"}},
+				Spec: corev1.PodSpec{
+					DNSPolicy: corev1.DNSDefault,
+					Containers: []corev1.Container{{
+						Name: "worker", Image: framework.ImageDebianWorker, ImagePullPolicy: corev1.PullIfNotPresent,
+						Command:      []string{"sh", "-c", entry},
+						Env:          []corev1.EnvVar{{Name: "REDIS_URL", Value: redisURL}},
+						VolumeMounts: []corev1.VolumeMount{{Name: "tasks", MountPath: "/app"}},
+					}},
+					Volumes: []corev1.Volume{{Name: "tasks", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+						LocalObjectReference: corev1.LocalObjectReference{Name: "tasks"}}}}},
+				},
+			},
+		},
+	}
+}
