@@ -67,8 +67,7 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 		if r.name == "with" {
 			labels = optedIn
 		}
-		r.ns = env.Namespace(t, labels)
-		env.DumpOnFailure(t, r.ns)
+		r.ns = env.Namespace(t, labels) // dumps its diagnostics when the test fails
 		r.redisPod = startCeleryRedis(t, env, r.ns)
 	}
 	for _, r := range runs {
@@ -84,6 +83,14 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 			return err == nil && d.Status.ReadyReplicas == celeryReplicas, nil
 		}); err != nil {
 			t.Fatal(err)
+		}
+		pods, err := env.Client.CoreV1().Pods(r.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=worker"})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("%s: list workers: %v", r.name, err)
+		}
+		cmd := pods.Items[0].Spec.Containers[0].Command
+		if supervised := len(cmd) > 1 && cmd[0] == shimPath && cmd[1] == "run"; supervised != (r.name == "with") {
+			t.Fatalf("%s lastcall: worker command %q: want it under lastcall-shim run only with lastcall", r.name, cmd)
 		}
 		// A worker reserves at most one task per pool process (prefetch 1), so the 6 tasks spread over the 3
 		// workers once all are consuming: "every task running" below waits for that.
