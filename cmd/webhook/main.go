@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/lastcall-dev/lastcall/internal/server"
@@ -43,6 +44,8 @@ func main() {
 		os.Exit(2)
 	}
 	ctrl.SetLogger(log)
+	// client-go (reflectors, the observer's leader election) logs through klog: the same JSON lines.
+	klog.SetLogger(log.WithName("client-go"))
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		log.Error(err, "no kubeconfig")
