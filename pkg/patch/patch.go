@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sort"
 
 	gomodjsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +28,15 @@ type Operation = gomodjsonpatch.JsonPatchOperation
 // Every path is under /metadata or /spec, so the patch applies to a PodTemplateSpec as well as to a Pod.
 func Pod(original, mutated *corev1.Pod) ([]Operation, error) {
 	var ops []Operation
+	// Labels and annotations are string maps: diffed as maps, without marshaling and decoding them (the
+	// operations are the ones diffJSON would produce, in the same order).
+	var err error
+	if ops, err = diffStringMap("/metadata/annotations", original.Annotations, mutated.Annotations, ops); err != nil {
+		return nil, err
+	}
+	if ops, err = diffStringMap("/metadata/labels", original.Labels, mutated.Labels, ops); err != nil {
+		return nil, err
+	}
 	for _, f := range mutableFields {
 		a, err := json.Marshal(f.get(original))
 		if err != nil {
@@ -90,8 +100,6 @@ var mutableFields = []struct {
 	path string
 	get  func(*corev1.Pod) any
 }{
-	{"/metadata/annotations", func(p *corev1.Pod) any { return nilIfEmpty(p.Annotations) }},
-	{"/metadata/labels", func(p *corev1.Pod) any { return nilIfEmpty(p.Labels) }},
 	{"/spec/initContainers", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.InitContainers) }},
 	{"/spec/containers", func(p *corev1.Pod) any { return p.Spec.Containers }},
 	{"/spec/volumes", func(p *corev1.Pod) any { return nilIfEmptySlice(p.Spec.Volumes) }},
@@ -99,11 +107,53 @@ var mutableFields = []struct {
 	{"/spec/os", func(p *corev1.Pod) any { return p.Spec.OS }},
 }
 
-func nilIfEmpty(m map[string]string) any {
-	if len(m) == 0 {
-		return nil
+// diffStringMap appends the operations that turn map a into b at path: the whole map added or removed when
+// one side is empty, else one operation per changed key, keys sorted (deterministic patches).
+func diffStringMap(path string, a, b map[string]string, ops []Operation) ([]Operation, error) {
+	switch {
+	case len(a) == 0 && len(b) == 0:
+		return ops, nil
+	case len(a) == 0:
+		v, err := json.Marshal(b)
+		if err != nil {
+			return nil, fmt.Errorf("marshal mutated %s: %w", path, err)
+		}
+		return append(ops, gomodjsonpatch.NewOperation("add", path, json.RawMessage(v))), nil
+	case len(b) == 0:
+		return append(ops, gomodjsonpatch.NewOperation("remove", path, nil)), nil
 	}
-	return m
+	var keys []string
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			keys = append(keys, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p := path + "/" + escapePointer(k)
+		_, inA := a[k]
+		bv, inB := b[k]
+		switch {
+		case !inB:
+			ops = append(ops, gomodjsonpatch.NewOperation("remove", p, nil))
+		default:
+			v, err := json.Marshal(bv)
+			if err != nil {
+				return nil, fmt.Errorf("marshal %s: %w", p, err)
+			}
+			op := "replace"
+			if !inA {
+				op = "add"
+			}
+			ops = append(ops, gomodjsonpatch.NewOperation(op, p, json.RawMessage(v)))
+		}
+	}
+	return ops, nil
 }
 
 func nilIfEmptySlice[T any](s []T) any {
