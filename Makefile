@@ -34,11 +34,12 @@ verify-generate: generate ## fail when generated files differ from what is commi
 	  || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
 
 .PHONY: lint
-lint: ## gofmt + go vet
+lint: ## gofmt, go vet and staticcheck (hack/staticcheck.sh installs a pinned version)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out" >&2; exit 1; }
 	go vet ./...
 	go vet -tags e2e ./test/e2e/...
 	cd hack/tools && go vet ./...
+	hack/staticcheck.sh
 
 .PHONY: test-unit
 test-unit: ## unit, golden, real-process (nginx, php-fpm), envtest and chart suites

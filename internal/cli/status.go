@@ -52,7 +52,6 @@ type statusOptions struct {
 	lastcallNS       string
 	release          string
 	metricsPort      int
-	metricsPortName  string
 	format           string
 	timeout          time.Duration
 	kubectl          string

@@ -313,7 +313,7 @@ func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
 					if apierrors.IsAlreadyExists(err) {
 						// The CRD (installed by envtest) and the namespace exist: server-side apply them instead.
 						o.SetManagedFields(nil)
-						err = c.Patch(ctx, o, client.Apply, client.FieldOwner("chart-test"), client.ForceOwnership, client.DryRunAll)
+						err = c.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("chart-test"), client.ForceOwnership, client.DryRunAll)
 					}
 					if err != nil {
 						t.Fatalf("dry-run refused: %v", err)

@@ -141,13 +141,12 @@ const LoadPod = "lastcall-loadgen"
 // ServiceAccount (list/watch, nothing else) and streams its records as JSON lines to its log, which is read
 // from here. Deleting the pod stops it (SIGTERM): the requests in flight finish and it writes "done".
 type podLoad struct {
-	env    *framework.Env
-	ns     string
-	mu     sync.Mutex
-	recs   []Record
-	chs    []Change
-	done   chan error
-	closed bool
+	env  *framework.Env
+	ns   string
+	mu   sync.Mutex
+	recs []Record
+	chs  []Change
+	done chan error
 }
 
 func startPodLoad(ctx context.Context, env *framework.Env, ns, service string, propagation time.Duration, cfg LoadConfig) (*podLoad, error) {

@@ -172,7 +172,7 @@ func InstallTraefik(ctx context.Context, env *framework.Env) (*Traefik, error) {
 	t := &Traefik{Pod: pod.Name, IP: pod.Status.PodIP, api: &http.Client{Timeout: 2 * time.Second}}
 	var v struct{ Version string }
 	if err := t.getJSON(ctx, "/api/version", &v); err != nil {
-		return nil, fmt.Errorf("Traefik's version: %w", err)
+		return nil, fmt.Errorf("read the version of Traefik: %w", err)
 	}
 	t.Version = v.Version
 	return t, nil
