@@ -76,6 +76,9 @@ func compareIngress(t *testing.T, name string, opts scenario.IngressOptions) {
 			for _, l := range r.EventLines() {
 				t.Logf("run %d %s lastcall: %s", i+1, c.name, l)
 			}
+			for _, l := range r.FailureSummary() {
+				t.Logf("run %d %s lastcall: failed %s", i+1, c.name, l)
+			}
 			for _, l := range r.FailureLines(15) {
 				t.Logf("run %d %s lastcall: %s", i+1, c.name, l)
 			}

@@ -145,6 +145,9 @@ func demoIngress(ctx context.Context, rate float64, minRequests int) error {
 			for _, l := range r.EventLines() {
 				fmt.Fprintln(os.Stderr, "   ", l)
 			}
+			for _, l := range r.FailureSummary() {
+				fmt.Fprintln(os.Stderr, "    failed", l)
+			}
 			for _, l := range r.FailureLines(10) {
 				fmt.Fprintln(os.Stderr, "   ", l)
 			}
