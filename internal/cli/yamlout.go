@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,8 +12,9 @@ import (
 // sigs.k8s.io/yaml and kubectl write. It exists for speed: the YAML library's emitter was half of inject's
 // time. It handles only scalars it can write without quoting decisions (plain words, durations, image names,
 // paths, flags) and reports !ok for anything else (floats, multi-line or punctuated strings, strings that
-// would read back as another type), and the caller then uses the library. TestFastYAMLMatchesLibrary holds
-// the two to the same bytes.
+// would read back as another type, strings the library would fold at its line width), and the caller then
+// uses the library. TestFastYAMLMatchesLibrary and FuzzFastYAML (against sigs.k8s.io/yaml) hold the two to
+// the same bytes.
 func fastYAML(v map[string]any) ([]byte, bool) {
 	w := yamlWriter{b: make([]byte, 0, 4096)}
 	if len(v) == 0 {
@@ -28,6 +30,14 @@ type yamlWriter struct {
 }
 
 func (w *yamlWriter) ok() bool { return !w.bad }
+
+// yamlBestWidth is the line width go.yaml.in/yaml/v2's emitter folds plain scalars at.
+const yamlBestWidth = 80
+
+// column is the current column of the output (0-based).
+func (w *yamlWriter) column() int {
+	return len(w.b) - (bytes.LastIndexByte(w.b, '\n') + 1)
+}
 
 func (w *yamlWriter) indent(n int) {
 	for range n {
@@ -174,6 +184,12 @@ func (w *yamlWriter) scalar(v any) {
 			return
 		}
 		if !plainSafe(x) {
+			w.bad = true
+			return
+		}
+		// The library folds a plain scalar at a space once the line is past 80 columns (its best width);
+		// such a string is left to it rather than imitated.
+		if strings.IndexByte(x, ' ') >= 0 && w.column()+len(x) > yamlBestWidth-1 {
 			w.bad = true
 			return
 		}
