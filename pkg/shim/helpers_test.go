@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -28,6 +29,14 @@ func TestMain(m *testing.M) {
 	}
 	if os.Getenv(asShimEnv) == "1" {
 		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	// The real-server tests mostly wait (for a held request, a 15 s task, a drain delay): run more of them at
+	// once than the default GOMAXPROCS, unless -test.parallel was given.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		flag.Set("test.parallel", "6")
 	}
 	os.Exit(m.Run())
 }

@@ -96,17 +96,18 @@ func TestRunForwardsStopSignalsAfterTheDelayAtOnce(t *testing.T) {
 func TestRunShellEntrypointRelaysToItsApp(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	app := fmt.Sprintf(`trap 'echo graceful > %[1]s/app; exit 7' TERM; : > %[1]s/ready; %[2]s`, dir, loop)
-	// The trap comes first: the test signals once the app is ready, and a trap installed after the app starts
-	// could still be missing then (seen under load: the shell died of SIGTERM, exit 143).
-	entrypoint := fmt.Sprintf(`trap 'kill -TERM $pid; wait $pid; exit $?' TERM; sh -c "%s" & pid=$!; wait $pid`,
-		strings.ReplaceAll(app, `"`, `\"`))
+	app := fmt.Sprintf(`trap 'echo graceful > %[1]s/app; exit 7' TERM; : > %[1]s/app-ready; %[2]s`, dir, loop)
+	// The entrypoint says it is ready only once its trap is set and $pid is known: a SIGTERM before that would
+	// kill it (no trap yet, exit 143) or run the trap with an empty $pid (kill fails, wait waits forever).
+	entrypoint := fmt.Sprintf(`trap 'kill -TERM $pid; wait $pid; exit $?' TERM; sh -c "%s" & pid=$!; `+
+		`while [ ! -f %s/app-ready ]; do sleep 0.01; done; : > %s/ready; wait $pid`,
+		strings.ReplaceAll(app, `"`, `\"`), dir, dir)
 	ns := startRun(t, dir, "--", "sh", "-c", entrypoint)
 	if err := unix.Kill(ns.pid, unix.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if !ns.exitedWithin(5 * time.Second) {
-		t.Fatal("shim still running 5s after SIGTERM")
+		t.Fatalf("shim still running 5s after SIGTERM; output:\n%s", ns.out)
 	}
 	if s := readFileString(filepath.Join(dir, "app")); s != "graceful" {
 		t.Errorf("the app behind the shell entrypoint did not shut down gracefully (%q)", s)
