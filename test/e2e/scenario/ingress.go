@@ -5,6 +5,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -403,7 +404,7 @@ func (r *IngressResult) Failures() []loadgen.Result {
 	return out
 }
 
-// Latency returns the p-th percentile (0..100) of the successful requests' durations.
+// Latency returns the p-th percentile (0..100, nearest rank) of the successful requests' durations.
 func (r *IngressResult) Latency(p float64) time.Duration {
 	var ds []time.Duration
 	for _, rec := range r.Records {
@@ -415,7 +416,9 @@ func (r *IngressResult) Latency(p float64) time.Duration {
 		return 0
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[int(p/100*float64(len(ds)-1))]
+	// nearest rank: the smallest duration at least p% of the requests did not exceed
+	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
+	return ds[min(max(i, 0), len(ds)-1)]
 }
 
 // MaxDrop is the longest time Traefik kept picking a terminating pod.
