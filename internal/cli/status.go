@@ -65,7 +65,9 @@ Usage:
 
   -n, --namespace NAME       only workloads in this namespace (default: all)
   --lastcall-namespace NAME  where lastcall is installed (default lastcall-system)
-  --release NAME             the Helm release (default lastcall): Lease <release>-observer, Service <release>-metrics
+  --release NAME             the chart's full name (the release name, or <release>-lastcall when the release
+                             name does not contain "lastcall"; default lastcall): Lease <NAME>-observer,
+                             Service <NAME>-metrics
   --kubeconfig FILE, --context NAME   as for kubectl (status runs kubectl get --raw)
 
 It asks the replica that holds the observer's Lease, through the API server's pod proxy, and falls back to the
@@ -79,7 +81,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.namespace, "n", "", "only workloads in this namespace")
 	fs.StringVar(&o.namespace, "namespace", "", "same as -n")
 	fs.StringVar(&o.lastcallNS, "lastcall-namespace", "lastcall-system", "namespace lastcall is installed in")
-	fs.StringVar(&o.release, "release", "lastcall", "Helm release name of lastcall")
+	fs.StringVar(&o.release, "release", "lastcall", "the chart's full name (the Helm release name when it contains \"lastcall\")")
 	fs.IntVar(&o.metricsPort, "metrics-port", 8080, "the webhook pods' metrics port")
 	fs.StringVar(&o.format, "o", "text", "output format: text or json")
 	fs.StringVar(&o.format, "output", "text", "same as -o")
