@@ -1,6 +1,7 @@
 package observer
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -135,8 +136,20 @@ func FuzzClassify(f *testing.F) {
 			st.State.Terminated.FinishedAt = metav1.NewTime(t0.Add(time.Duration(finishedOff) * time.Millisecond))
 		}
 		s, ok := Classify(p, st, final)
-		if ok && s.Duration < 0 {
+		if !ok {
+			return
+		}
+		switch {
+		case s.Duration < 0:
 			t.Fatalf("negative duration %s", s.Duration)
+		case s.Outcome == OutcomeKilled && (code != 137 || strings.EqualFold(reason, "OOMKilled")):
+			t.Fatalf("killed with exit code %d reason %q", code, reason)
+		case s.HasDuration != (s.Outcome != OutcomeUnknown):
+			t.Fatalf("outcome %s with HasDuration %v", s.Outcome, s.HasDuration)
+		case (s.Why != "") != (s.Outcome == OutcomeUnknown):
+			t.Fatalf("outcome %s with Why %q", s.Outcome, s.Why)
+		case s.Outcome == OutcomeExited && code != 0:
+			t.Fatalf("exited with code %d", code)
 		}
 	})
 }
