@@ -38,6 +38,8 @@ const usage = `lastcall: graceful-shutdown injection for Kubernetes manifests, o
 Usage:
   lastcall inject   [-f FILE|-] [input flags] [--strict]     inject pod templates; write the manifests to stdout
   lastcall explain  [-f FILE|-] [input flags] [-o text|json] per pod and container: profile, why, timeline
+  lastcall explain  KIND/NAME -n NS [--kubeconfig F] [--context C]   the same for a live object, with the
+                                                           namespace, profiles and policy from the cluster
   lastcall profiles list [--profiles DIR] [-o text|json]     the profile catalog
   lastcall profiles describe NAME [--profiles DIR] [-o text|json]
   lastcall status   [-n NS] [--kubeconfig F] [--context C] [-o text|json]

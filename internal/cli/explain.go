@@ -2,9 +2,11 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -166,15 +168,42 @@ func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	f.register(fs)
 	fs.StringVar(&format, "o", "text", "output format: text or json")
 	fs.StringVar(&format, "output", "text", "same as -o")
+	var live liveFlags
+	fs.StringVar(&f.namespace, "n", "default", "same as --namespace")
+	fs.StringVar(&live.kubeconfig, "kubeconfig", "", "kubeconfig file (explain KIND/NAME, as kubectl)")
+	fs.StringVar(&live.kctx, "context", "", "kubeconfig context (explain KIND/NAME)")
+	fs.StringVar(&live.kubectl, "kubectl", "kubectl", "the kubectl binary (explain KIND/NAME)")
+	fs.StringVar(&live.lastcallNS, "lastcall-namespace", "lastcall-system", "namespace lastcall is installed in (explain KIND/NAME)")
+	fs.StringVar(&live.release, "release", "lastcall", "the chart's full name (explain KIND/NAME)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return ExitBadInput
 	}
-	if len(rest) > 0 {
-		return badInput(stderr, fmt.Errorf("explain: unexpected argument %q (use -f FILE)", rest[0]))
-	}
 	if format != "text" && format != "json" {
 		return badInput(stderr, fmt.Errorf("-o %q: must be text or json", format))
+	}
+	var liveKind, liveName string
+	switch {
+	case len(rest) == 1 && strings.Contains(rest[0], "/"):
+		// A live object: read it and its context from the cluster, then explain it as offline.
+		ctx, cancel := context.WithTimeout(context.Background(), liveTimeout)
+		defer cancel()
+		dir, err := os.MkdirTemp("", "lastcall-explain-")
+		if err != nil {
+			return badInput(stderr, err)
+		}
+		defer os.RemoveAll(dir)
+		var notes []string
+		liveKind, liveName, notes, err = liveInput(ctx, live.getter(), live, rest[0], &f, dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "lastcall: error: %v\n", err)
+			return ExitFindings
+		}
+		for _, n := range notes {
+			fmt.Fprintf(stderr, "lastcall: note: %s\n", n)
+		}
+	case len(rest) > 0:
+		return badInput(stderr, fmt.Errorf("explain: unexpected argument %q (use -f FILE, or KIND/NAME for a live object)", rest[0]))
 	}
 	in, out, err := f.inject(stdin)
 	if err != nil {
@@ -191,6 +220,11 @@ func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	} else {
 		writeExplainText(stdout, ex)
+		if liveKind != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), liveTimeout)
+			defer cancel()
+			writeLiveStatus(ctx, stdout, kubectlRaw(live.kubectl, live.kubeconfig, live.kctx), live, f.namespace, liveKind, liveName)
+		}
 	}
 	found, denied := false, false
 	for _, p := range out.Pods {

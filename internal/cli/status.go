@@ -31,19 +31,30 @@ func kubectlRaw(kubectl, kubeconfig, kubeContext string) rawGetter {
 		if kubeContext != "" {
 			args = append(args, "--context", kubeContext)
 		}
-		args = append(args, "get", "--raw", path)
-		var out, errb bytes.Buffer
-		cmd := exec.CommandContext(ctx, kubectl, args...)
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			msg := strings.TrimSpace(errb.String())
-			if msg == "" {
-				msg = err.Error()
-			}
-			return nil, fmt.Errorf("kubectl get --raw %s: %s", path, msg)
-		}
-		return out.Bytes(), nil
+		return runKubectl(ctx, kubectl, append(args, "get", "--raw", path))
 	}
+}
+
+// runKubectl runs kubectl and returns its stdout; an error carries kubectl's own message.
+func runKubectl(ctx context.Context, kubectl string, args []string) ([]byte, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, kubectl, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		shown := args
+		for i, a := range args {
+			if a == "get" || a == "version" {
+				shown = args[i:]
+				break
+			}
+		}
+		return nil, fmt.Errorf("kubectl %s: %s", strings.Join(shown, " "), msg)
+	}
+	return out.Bytes(), nil
 }
 
 // statusOptions locate the observer.
