@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +29,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -225,42 +223,6 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		close(certsReady)
 	}
 
-	// The initial lists (10,000 namespaces decode to tens of MiB) are garbage once the namespace index and the
-	// profile informer are filled, and so is what the first burst of ShutdownProfile reconciles (one catalog per
-	// profile, status writes) allocates. Hand that memory back once both are done rather than when the
-	// scavenger gets to it, so the pod's RSS reflects what it keeps.
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
-			return nil
-		}
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for !nsIndex.HasSynced() {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-tick.C:
-			}
-		}
-		debug.FreeOSMemory()
-		for !profilesR.Synced() && !noProfiles(mgr) {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-tick.C:
-			}
-		}
-		// The reconciles of the initial profiles come in one burst; give it a moment to end.
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
-		debug.FreeOSMemory()
-		return nil
-	})); err != nil {
-		return err
-	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
