@@ -132,7 +132,11 @@ func (c *compiler) build() {
 	c.add("imgBase", "variables.img.map(s, s.indexOf('@') >= 0 ? s.substring(0, s.indexOf('@')) : s).map(s, s.substring(s.lastIndexOf('/') + 1))")
 	c.add("imgName", "variables.imgBase.map(s, s.indexOf(':') >= 0 ? s.substring(0, s.indexOf(':')) : s)")
 	c.add("imgTag", "variables.imgBase.map(s, s.indexOf(':') >= 0 ? s : s + ':latest')")
-	c.add("det", forJ(c.detectChain()))
+	// Every pattern is one element of a list (a chain of conditionals would pass CEL's nesting limit with
+	// a hundred profiles); the first match wins.
+	c.add("detAll", forJ(c.detectList()))
+	c.add("det", forJ("size(variables.detAll[j]) == 0 ? ['', ''] : [variables.detAll[j][0][0], variables.detAll[j][0][1] + ' ' + "+
+		"(variables.detAll[j][0][1] == 'image' ? "+quoteExpr("variables.img[j]")+" : "+quoteExpr("variables.progs[j]")+") + ' matches ' + variables.detAll[j][0][2]]"))
 
 	// selectContainer: the profile.
 	c.add("psp", "variables.cands.map(x, variables.anns[?"+lit(P+"profile.")+" + x.name].orValue("+unset+"))")
@@ -198,6 +202,12 @@ func (c *compiler) build() {
 	c.add("graceD", "duration(string(variables.grace) + 's')")
 	c.add("delay2", forJ("variables.delay1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.delay1[j]"))
 
+	// Durations as Go prints them, once per container.
+	c.add("fmtD1", forJ(formatDuration("variables.delay1[j]")))
+	c.add("fmtD2", forJ(formatDuration("variables.delay2[j]")))
+	c.add("fmtT", forJ(formatDuration("variables.tVal[j]")))
+	c.add("fmtGrace", formatDuration("variables.graceD"))
+
 	// render: the shim volume, foreign mounts, existing hooks, the rendering.
 	c.add("shimIdx", "lists.range(size(variables.inits)).filter(i, variables.inits[i].?command.orValue([]) == "+shimCmd+")")
 	c.add("volNames", "object.spec.?volumes.orValue([]).map(v, v.name)")
@@ -219,10 +229,10 @@ func (c *compiler) build() {
 		"variables.sVal[j] != 'SIGTERM' && "+stop+" ? 'stop' : variables.supEff[j] ? 'sup' : 'exec'"))
 	sleepHook := "dyn({'sleep': {'seconds': " + ceilSeconds("variables.delay2[j]") + "}})"
 	if !c.o.Capabilities.PreStopSleep {
-		sleepHook = "dyn({'exec': {'command': [" + lit(mutate.ShimPath) + ", 'prestop', '--delay', " + formatDuration("variables.delay2[j]") + ", '--signal', 'none']}})"
+		sleepHook = "dyn({'exec': {'command': [" + lit(mutate.ShimPath) + ", 'prestop', '--delay', " + "variables.fmtD2[j]" + ", '--signal', 'none']}})"
 	}
-	c.add("hook", forJ("variables.kind[j] == 'exec' ? dyn({'exec': {'command': ["+lit(mutate.ShimPath)+", 'prestop', '--delay', "+formatDuration("variables.delay2[j]")+
-		", '--signal', string(variables.sVal[j]), '--timeout', "+formatDuration("variables.tVal[j]")+"]}}) : "+
+	c.add("hook", forJ("variables.kind[j] == 'exec' ? dyn({'exec': {'command': ["+lit(mutate.ShimPath)+", 'prestop', '--delay', "+"variables.fmtD2[j]"+
+		", '--signal', string(variables.sVal[j]), '--timeout', "+"variables.fmtT[j]"+"]}}) : "+
 		"variables.kind[j] in ['sleep', 'stop', 'sup'] && variables.delay2[j] > duration('0s') ? "+sleepHook+" : dyn({})"))
 	shimSleep := "false"
 	if !c.o.Capabilities.PreStopSleep {
@@ -359,7 +369,8 @@ func (c *compiler) override(v, key, what string, p parse, fromProfile string, is
 	var shown string
 	switch {
 	case isDuration:
-		shown = formatDuration(val)
+		c.add(v+"Fmt", forJ(formatDuration(val)))
+		shown = "variables." + v + "Fmt[j]"
 	case v == "v":
 		shown = "(" + val + " ? 'true' : 'false')"
 	default:
@@ -373,8 +384,8 @@ func (c *compiler) override(v, key, what string, p parse, fromProfile string, is
 
 // detectChain mirrors Catalog.Detect: the first profile in detection order whose image or command pattern
 // matches; each branch also builds the rule text explain shows.
-func (c *compiler) detectChain() string {
-	var b strings.Builder
+func (c *compiler) detectList() string {
+	var elems []string
 	for _, p := range c.catalog.All() {
 		for _, pat := range p.Match.Images {
 			subject := "variables.imgName[j]"
@@ -386,7 +397,7 @@ func (c *compiler) detectChain() string {
 				c.problems = append(c.problems, fmt.Sprintf("profile %s: match.images %q: %v", p.Name, pat, err))
 				continue
 			}
-			fmt.Fprintf(&b, "%s ? [%s, 'image ' + %s + ' matches ' + %s] : ", cond, lit(p.Name), quoteExpr("variables.img[j]"), lit(strconv.Quote(pat)))
+			elems = append(elems, fmt.Sprintf("%s ? [%s, 'image', %s] : []", cond, lit(p.Name), lit(strconv.Quote(pat))))
 		}
 		for _, pat := range p.Match.Commands {
 			cond, err := globExpr("variables.progs[j]", pat)
@@ -394,11 +405,10 @@ func (c *compiler) detectChain() string {
 				c.problems = append(c.problems, fmt.Sprintf("profile %s: match.commands %q: %v", p.Name, pat, err))
 				continue
 			}
-			fmt.Fprintf(&b, "variables.progs[j] != '' && %s ? [%s, 'command ' + %s + ' matches ' + %s] : ", cond, lit(p.Name), quoteExpr("variables.progs[j]"), lit(strconv.Quote(pat)))
+			elems = append(elems, fmt.Sprintf("variables.progs[j] != '' && %s ? [%s, 'command', %s] : []", cond, lit(p.Name), lit(strconv.Quote(pat))))
 		}
 	}
-	b.WriteString("['', '']")
-	return b.String()
+	return "[" + strings.Join(elems, ", ") + "].filter(x, size(x) > 0)"
 }
 
 func (c *compiler) meshList() string {
@@ -432,7 +442,7 @@ func (c *compiler) addWarnings() {
 	render = append(render,
 		"(variables.capped ? ['lastcall: terminationGracePeriodSeconds capped at "+strconv.FormatInt(c.limit, 10)+" (policy maxGracePeriod "+c.o.Policy.MaxGracePeriod.Duration.String()+"); the longest shutdown needs ' + string(variables.needed)] : [])",
 		"lists.range(size(variables.cands)).filter(j, variables.sel[j]).map(j, "+
-			"(variables.delay1[j] >= variables.graceD ? ['lastcall: container ' + variables.cands[j].name + ': drain delay ' + "+formatDuration("variables.delay1[j]")+" + ' does not fit the grace period ' + "+formatDuration("variables.graceD")+" + '; using ' + "+formatDuration("variables.delay2[j]")+"] : []) + "+
+			"(variables.delay1[j] >= variables.graceD ? ['lastcall: container ' + variables.cands[j].name + ': drain delay ' + "+"variables.fmtD1[j]"+" + ' does not fit the grace period ' + "+"variables.fmtGrace"+" + '; using ' + "+"variables.fmtD2[j]"+"] : []) + "+
 			"(variables.fm[j] ? ['lastcall: container ' + variables.cands[j].name + ' already mounts something else at "+mutate.ShimDir+"; left unchanged'] : "+
 			"(variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ' already has a preStop hook; kept it (policy existingPreStop: keep); its grace period still covers the ' + variables.prof[j] + ' profile'] : []) + "+
 			"(variables.rend[j] && variables.hookKind[j] in ['user', 'usersleep'] && !variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ': replaced its preStop hook (policy existingPreStop: replace)'] : []) + "+
@@ -475,7 +485,7 @@ func (c *compiler) patch() (string, error) {
 	shimOps := "(!variables.needShim || size(variables.shimIdx) > 0 ? [] : " +
 		"size(variables.inits) == 0 ? [" + add("'/spec/initContainers'", "["+shim+"]") + "] : [" + add("'/spec/initContainers/0'", shim) + "])"
 	cx := "variables.cands[j].c"
-	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + formatDuration("variables.tVal[j]") + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
+	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + "variables.fmtT[j]" + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
 		"(variables.origProgs[j].startsWith('php-fpm') ? ['--binary', string(variables.orig[j][0])] : []) + (variables.fpmConfig[j] != '' ? ['--config', string(variables.fpmConfig[j])] : [])"
 	// The check runs in the app's image with the app's env, mounts and securityContext: JSON Patch copies
 	// them from the app container (the typed object's parts cannot be values), after the container edits
