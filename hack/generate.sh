@@ -62,3 +62,8 @@ out=charts/lastcall/templates/crd-shutdownprofiles.yaml
 } >"$out.tmp"
 grep -q 'helm.sh/resource-policy' "$out.tmp" || { echo "generate: CRD has no metadata.annotations to extend" >&2; exit 1; }
 mv "$out.tmp" "$out"
+
+# Policy mode: Helm cannot run the compiler, so the chart and config/policy ship `lastcall policy render` of
+# the built-in catalog with the chart's default policy values (hack/policychart).
+step "policy mode: pre-rendered admission policies (charts/lastcall/files, config/policy)"
+go run ./hack/policychart

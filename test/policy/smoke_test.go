@@ -25,32 +25,7 @@ func TestRenderedPoliciesAccepted(t *testing.T) {
 	if code := cli.Run([]string{"policy", "render", "--name", "rendered"}, nil, &out, &errOut); code != cli.ExitOK {
 		t.Fatalf("policy render: exit %d: %s", code, errOut.String())
 	}
-	ctx := context.Background()
-	for _, doc := range strings.Split(out.String(), "\n---\n")[1:] {
-		var h metav1.TypeMeta
-		if err := yaml.Unmarshal([]byte(doc), &h); err != nil {
-			t.Fatal(err)
-		}
-		var obj client.Object
-		switch h.Kind {
-		case "MutatingAdmissionPolicy":
-			obj = &admissionregistrationv1.MutatingAdmissionPolicy{}
-		case "MutatingAdmissionPolicyBinding":
-			obj = &admissionregistrationv1.MutatingAdmissionPolicyBinding{}
-		case "ValidatingAdmissionPolicy":
-			obj = &admissionregistrationv1.ValidatingAdmissionPolicy{}
-		case "ValidatingAdmissionPolicyBinding":
-			obj = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
-		default:
-			t.Fatalf("unexpected kind %q in the rendering", h.Kind)
-		}
-		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
-			t.Fatalf("%s: %v", h.Kind, err)
-		}
-		if err := k8s.Create(ctx, obj); err != nil {
-			t.Fatalf("the API server refused the rendered %s: %v", h.Kind, err)
-		}
-	}
+	apply(t, out.Bytes(), nil)
 	namespace(t, "rendered", map[string]string{mutate.LabelInject: "enabled"}, nil)
 	namespace(t, "rendered-off", nil, nil)
 	pod := func(name, ns string, containers ...corev1.Container) *corev1.Pod {
@@ -103,6 +78,50 @@ func TestRenderedPoliciesAccepted(t *testing.T) {
 		}
 		if len(got.Spec.InitContainers) != 0 || got.Annotations[mutate.AnnotationInjected] != "" || got.Spec.Containers[0].Lifecycle != nil {
 			t.Errorf("%s: opted out but injected", p.Name)
+		}
+	}
+}
+
+// apply creates every object of a policy rendering; with sel, the bindings select namespaces by it instead.
+func apply(t *testing.T, data []byte, sel *metav1.LabelSelector) {
+	t.Helper()
+	ctx := context.Background()
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		if strings.TrimSpace(doc) == "" || !strings.Contains(doc, "kind:") {
+			continue
+		}
+		var h metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &h); err != nil {
+			t.Fatal(err)
+		}
+		var obj client.Object
+		switch h.Kind {
+		case "MutatingAdmissionPolicy":
+			obj = &admissionregistrationv1.MutatingAdmissionPolicy{}
+		case "MutatingAdmissionPolicyBinding":
+			obj = &admissionregistrationv1.MutatingAdmissionPolicyBinding{}
+		case "ValidatingAdmissionPolicy":
+			obj = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+		case "ValidatingAdmissionPolicyBinding":
+			obj = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+		case "", "CustomResourceDefinition": // envtest installs the CRD itself
+			continue
+		default:
+			t.Fatalf("unexpected kind %q in the rendering", h.Kind)
+		}
+		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+			t.Fatalf("%s: %v", h.Kind, err)
+		}
+		if sel != nil {
+			switch b := obj.(type) {
+			case *admissionregistrationv1.MutatingAdmissionPolicyBinding:
+				b.Spec.MatchResources.NamespaceSelector = sel
+			case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+				b.Spec.MatchResources.NamespaceSelector = sel
+			}
+		}
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatalf("the API server refused the rendered %s: %v", h.Kind, err)
 		}
 	}
 }
