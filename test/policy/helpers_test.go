@@ -21,6 +21,14 @@ import (
 // setLabel selects the namespaces of one compiled policy set (the tests install several at once).
 const setLabel = "policy-test.lastcall.dev/set"
 
+// install compiles o, points the bindings at namespaces labelled setLabel=set, creates the objects (Fail,
+// so a CEL error fails the test instead of passing silently) and waits until the API server enforces them.
+func install(t *testing.T, set string, o policy.Options) {
+	t.Helper()
+	createSet(t, set, o)
+	waitSet(t, set, o)
+}
+
 // createSet creates the objects of one set without waiting for them.
 func createSet(t *testing.T, set string, o policy.Options) *policy.Policies {
 	t.Helper()
