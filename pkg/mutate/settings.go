@@ -39,6 +39,12 @@ func parseAnnotations(annotations map[string]string, hasContainer func(string) b
 		container := ""
 		if i := strings.IndexByte(name, '.'); i >= 0 {
 			name, container = name[:i], name[i+1:]
+			if container == "" {
+				// "lastcall.dev/profile." names no container; taking it as pod-wide would let map order decide
+				// between it and "lastcall.dev/profile".
+				problems = append(problems, Problem{Key: k, Value: v, Reason: "the key names no container after the dot", Fallback: "ignored"})
+				continue
+			}
 		}
 		var target *settings
 		if container == "" {
