@@ -31,6 +31,9 @@ type EventSink interface {
 // killKey is one workload container: kills of it within one window become one event.
 type killKey struct {
 	namespace, kind, apiVersion, name, container string
+	// unmanaged: lastcall does not manage the container's shutdown (profile none, observe mode), so the
+	// advice differs.
+	unmanaged bool
 }
 
 type killAgg struct {
@@ -60,11 +63,11 @@ func newKillEvents(sink EventSink, log logr.Logger) *killEvents {
 	return &killEvents{sink: sink, log: log, instance: host, pending: map[killKey]*killAgg{}}
 }
 
-func (k *killEvents) add(namespace, pod string, w Workload, s Shutdown, at time.Time) {
+func (k *killEvents) add(namespace, pod string, w Workload, profile string, s Shutdown, at time.Time) {
 	if k == nil || k.sink == nil || w.Kind == KindUnknown {
 		return
 	}
-	key := killKey{namespace: namespace, kind: w.Kind, apiVersion: w.APIVersion, name: w.Name, container: s.Container}
+	key := killKey{namespace: namespace, kind: w.Kind, apiVersion: w.APIVersion, name: w.Name, container: s.Container, unmanaged: profile == ProfileNone}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	a := k.pending[key]
@@ -108,6 +111,10 @@ func (k *killEvents) event(key killKey, a *killAgg) *corev1.Event {
 	annotation := mutate.AnnotationDrainTimeout + "." + key.container
 	msg := fmt.Sprintf("container %s was SIGKILLed at the end of its %s grace period in %s (latest %s): it needed at least %s. Raise %s on the pod template (the grace period follows it) so its work can finish",
 		key.container, a.grace, pods, a.lastPod, a.maxNeeded.Round(time.Second), annotation)
+	if key.unmanaged {
+		msg = fmt.Sprintf("container %s was SIGKILLed at the end of its %s grace period in %s (latest %s): it needed at least %s. lastcall does not manage its shutdown (observe mode or profile none): raise terminationGracePeriodSeconds, or label the namespace %s=enabled and raise %s",
+			key.container, a.grace, pods, a.lastPod, a.maxNeeded.Round(time.Second), mutate.LabelInject, annotation)
+	}
 	name := key.name
 	// Event names follow the recorder's "<object>.<unique hex>" form, within the 253-character name limit.
 	suffix := "." + strconv.FormatInt(a.last.UnixNano(), 16) + "." + key.container

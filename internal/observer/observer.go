@@ -405,7 +405,7 @@ func (x *Observer) recordPod(p *corev1.Pod) {
 			summary.Sample{At: now, Outcome: string(s.Outcome), Duration: s.Duration, HasDuration: s.HasDuration, Grace: s.Grace})
 		if s.Outcome == OutcomeKilled {
 			x.log.Info("container SIGKILLed at its grace deadline", "pod", podKey(p), "container", s.Container, "workload", w.Kind+"/"+w.Name, "grace", s.Grace.String(), "ran", s.Duration.String())
-			x.events.add(p.Namespace, p.Name, w, s, now)
+			x.events.add(p.Namespace, p.Name, w, profile, s, now)
 		} else {
 			x.log.V(1).Info("shutdown", "pod", podKey(p), "container", s.Container, "outcome", s.Outcome, "duration", s.Duration.String(), "grace", s.Grace.String(), "exitCode", s.ExitCode)
 		}

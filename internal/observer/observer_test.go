@@ -187,6 +187,24 @@ func TestObserverAggregatesKillsIntoOneEventPerWorkloadContainer(t *testing.T) {
 	}
 }
 
+// A killed container lastcall does not manage (observe mode: no record) gets advice that works for it.
+func TestObserverKillOfAnUnmanagedContainer(t *testing.T) {
+	t.Parallel()
+	x, _, sink, _ := newTestObserver(t, true)
+	p := managedPod("web-5d8f9c7b6-aaaaa", "u1")
+	delete(p.Annotations, mutate.AnnotationInjected)
+	p.Labels[mutate.LabelManaged] = mutate.ManagedObserve
+	must(t, x.Delete(shutDown(p)))
+	if got := count(t, x, "worker", ProfileNone, OutcomeKilled); got != 1 {
+		t.Fatalf("observe-mode worker killed = %v, want 1", got)
+	}
+	x.events.flush(context.Background())
+	if len(sink.events) != 1 || !strings.Contains(sink.events[0].Message, "lastcall does not manage its shutdown") ||
+		!strings.Contains(sink.events[0].Message, "terminationGracePeriodSeconds") {
+		t.Fatalf("events %+v", sink.events)
+	}
+}
+
 func TestObserverFinishesPodsDeletedWhileTheWatchWasDown(t *testing.T) {
 	t.Parallel()
 	x, _, _, logs := newTestObserver(t, true)

@@ -65,6 +65,9 @@ type Sample struct {
 	Grace       time.Duration
 }
 
+// ProfileNone is the profile of a container lastcall does not manage (observe mode, profile none).
+const ProfileNone = "none"
+
 // Key names a workload's container.
 type Key struct{ Namespace, Kind, Name, Container string }
 
@@ -216,6 +219,11 @@ func Verdict(w Workload) string {
 		// A killed container ran until the deadline, so it needed more than the grace period; how much more
 		// is unknown. Twice the longest observed shutdown is a first step that a second week of data refines.
 		need := time.Duration(math.Ceil(2*math.Max(w.MaxSeconds, w.GraceSeconds))) * time.Second
+		if w.Profile == ProfileNone {
+			// Observe mode (or profile none): the annotation would change nothing until lastcall manages it.
+			return fmt.Sprintf("killed %d of %d: grace %s is too short and lastcall does not manage this container: label the namespace lastcall.dev/inject=enabled (then raise lastcall.dev/drain-timeout.%s) or raise terminationGracePeriodSeconds (try >= %s)",
+				w.Killed, w.Shutdowns, secs(w.GraceSeconds), w.Container, need)
+		}
 		if need == 0 {
 			return fmt.Sprintf("killed %d of %d: raise lastcall.dev/drain-timeout.%s", w.Killed, w.Shutdowns, w.Container)
 		}

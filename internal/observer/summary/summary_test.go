@@ -46,6 +46,7 @@ func TestVerdict(t *testing.T) {
 	}{
 		{"all exited within the grace is fine", Workload{Shutdowns: 12, Exited: 12, P50Seconds: 6, P99Seconds: 8, GraceSeconds: 32}, "fine"},
 		{"kills say how many and what to raise", Workload{Container: "worker", Shutdowns: 12, Killed: 3, Exited: 9, MaxSeconds: 47, GraceSeconds: 47}, "killed 3 of 12: raise lastcall.dev/drain-timeout.worker so the grace period exceeds 47s (try >= 1m34s)"},
+		{"a kill of an unmanaged container (observe mode) says to let lastcall manage it", Workload{Container: "worker", Profile: "none", Shutdowns: 1, Killed: 1, MaxSeconds: 3, GraceSeconds: 3}, "killed 1 of 1: grace 3s is too short and lastcall does not manage this container: label the namespace lastcall.dev/inject=enabled (then raise lastcall.dev/drain-timeout.worker) or raise terminationGracePeriodSeconds (try >= 6s)"},
 		{"an oversized grace period could shorten rollouts", Workload{Shutdowns: 20, Exited: 20, P50Seconds: 5, P99Seconds: 8, GraceSeconds: 600}, "grace 10m0s but p99 needs 8s: could shorten rollouts"},
 		{"a grace period a little above the p99 is fine", Workload{Shutdowns: 20, Exited: 20, P99Seconds: 20, GraceSeconds: 60}, "fine"},
 		{"oom", Workload{Shutdowns: 2, OOM: 1, Exited: 1}, "oom 1 of 2: the container ran out of memory while shutting down"},
