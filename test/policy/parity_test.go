@@ -105,7 +105,10 @@ func TestParityWithGoldens(t *testing.T) {
 	identical := 0
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			if c.Spec.EnvtestSkip != "" {
+			res := c.Engine.Mutate(c.Pod, c.Namespace, c.Catalog)
+			denyMsg, denied := res.DenyMessage(c.Engine.Policy().Strict)
+			// A case whose golden pod cannot be stored is still checked when the outcome is a denial.
+			if c.Spec.EnvtestSkip != "" && !denied {
 				t.Skip(c.Spec.EnvtestSkip)
 			}
 			set := setOf[c.Name]
@@ -123,9 +126,6 @@ func TestParityWithGoldens(t *testing.T) {
 			}
 			policyNS := nsName("p-", c.Name)
 			namespace(t, policyNS, labels, c.Namespace.Annotations)
-
-			res := c.Engine.Mutate(c.Pod, c.Namespace, c.Catalog)
-			denyMsg, denied := res.DenyMessage(c.Engine.Policy().Strict)
 
 			var diffs []string
 			in := c.Pod.DeepCopy()
