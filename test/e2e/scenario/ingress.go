@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -472,12 +473,16 @@ func IngressTable(runs ...*IngressResult) string {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// FailureSummary counts the failures by outcome and error text, most frequent first.
+// localPort is the client's ephemeral port in a dial or read error ("10.244.0.1:34842->"), left out when
+// failures are grouped.
+var localPort = regexp.MustCompile(`:[0-9]+->`)
+
+// FailureSummary counts the failures by outcome and error text (without the client's port), most frequent first.
 func (r *IngressResult) FailureSummary() []string {
 	type key struct{ outcome, err string }
 	counts := map[key]int{}
 	for _, f := range r.Failures() {
-		counts[key{f.Outcome(), f.Err}]++
+		counts[key{f.Outcome(), localPort.ReplaceAllString(f.Err, "->")}]++
 	}
 	keys := make([]key, 0, len(counts))
 	for k := range counts {

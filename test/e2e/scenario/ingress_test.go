@@ -62,7 +62,12 @@ func TestIngressTableCountsEveryFailureOnce(t *testing.T) {
 	if row != want {
 		t.Errorf("row\n%s\nwant\n%s", row, want)
 	}
+	r.Records[6].Err = "read tcp 10.244.0.1:34842->10.244.0.4:8000: i/o timeout"
+	r.Records = append(r.Records, loadgen.Result{Kind: loadgen.Timeout, Err: "read tcp 10.244.0.1:35000->10.244.0.4:8000: i/o timeout"})
 	sum := strings.Join(r.FailureSummary(), "\n")
+	if !strings.Contains(sum, "2 x timeout: read tcp 10.244.0.1->10.244.0.4:8000: i/o timeout") {
+		t.Errorf("timeouts from two client ports not grouped:\n%s", sum)
+	}
 	if !strings.HasPrefix(sum, "2 x 502: ") || !strings.Contains(sum, "1 x 404: ") || !strings.Contains(sum, "1 x client-overload") {
 		t.Errorf("summary:\n%s", sum)
 	}
