@@ -233,6 +233,19 @@ func TestObserverRolloutExits(t *testing.T) {
 	if len(evs.Items) != 0 {
 		t.Errorf("ShutdownKilled events after a graceful rollout: %v", evs.Items)
 	}
+
+	// lastcall explain on the live Deployment: the timeline from the cluster's policy and profiles, and the
+	// observer's record of the rollout.
+	out, err := exec.Command(cliBin, "explain", "deploy/web", "-n", ns, "--kubeconfig", env.Provider.Kubeconfig(), "--kubectl", framework.KubectlPath()).CombinedOutput()
+	t.Logf("lastcall explain deploy/web -n %s:\n%s", ns, out)
+	if err != nil {
+		t.Fatalf("lastcall explain deploy/web: %v", err)
+	}
+	for _, want := range []string{"Deployment/web (namespace " + ns, "drain delay 2s", "recent shutdowns (last", "web: 3 shutdowns, 0 killed"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("lastcall explain output lacks %q", want)
+		}
+	}
 }
 
 // A worker whose task (60 s) outlives a deliberately short drain timeout (3 s): the kubelet SIGKILLs it at
@@ -275,7 +288,7 @@ func TestObserverKilledAndObserveMode(t *testing.T) {
 	}
 	obs := waitRow(ctx, t, env, observeNS, "worker", "worker", func(r *statusRow) bool { return r.Shutdowns >= 1 })
 	t.Logf("observe-mode worker: %+v", *obs)
-	if obs.Killed != 1 || obs.Profile != "none" || obs.GraceSeconds != 3 {
+	if obs.Killed != 1 || obs.Profile != "none" || obs.GraceSeconds != 3 || !strings.Contains(obs.Verdict, "lastcall does not manage this container") {
 		t.Errorf("observe-mode worker: %+v; want 1 killed at its own 3s grace period, profile none", *obs)
 	}
 	if m := leaderMetrics(ctx, t, env, injectedNS); len(m) != 1 || !strings.Contains(m[0], `outcome="killed"`) || !strings.HasSuffix(m[0], " 1") {
