@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,9 +56,9 @@ func ingressRepeats(t *testing.T) int {
 
 // compareIngress runs the scenario repeatedly without and with lastcall (fresh namespaces each time, the
 // label the only difference), logs every run and the table of all of them, writes the table and the picture
-// of the first pair to _output/e2e/ingress, and asserts lastcall's claim on every pair: failures without it,
-// none with it, latency of the successes not worse, and at least MinRequests requests on kept-alive and fresh
-// connections in every run.
+// of the first pair to _output/e2e/ingress, and asserts lastcall's claim on every pair (failures without it,
+// none with it, at least MinRequests requests on kept-alive and fresh connections in every run) and over all
+// runs (the successes' latency not worse).
 func compareIngress(t *testing.T, name string, opts scenario.IngressOptions) {
 	env := framework.Current(t)
 	tr := ingress(t, env)
@@ -96,12 +97,47 @@ func compareIngress(t *testing.T, name string, opts scenario.IngressOptions) {
 			}
 		}
 	}
+	checkIngressLatency(t, runs)
 	table := scenario.IngressTable(runs...)
 	t.Logf("Traefik %s, every run:\n%s", tr.Version, table)
 	md := filepath.Join(env.Root, "_output", "e2e", "ingress", name+".md")
 	if err := os.WriteFile(md, []byte(table), 0o644); err != nil {
 		t.Errorf("table: %v", err)
 	}
+}
+
+// checkIngressLatency: the successes' latency with lastcall is not worse than without it, beyond noise. The
+// medians over the repeats are compared, not each pair: on two shared cores one run's p99 can be off by a second
+// (the load generator falling behind for a moment), while the failure counts each pair is checked for cannot.
+// The runs without lastcall lose their slowest requests to failures instead, which if anything flatters them.
+func checkIngressLatency(t *testing.T, runs []*scenario.IngressResult) {
+	t.Helper()
+	for _, q := range []struct {
+		p     float64
+		slack time.Duration
+	}{{50, 15 * time.Millisecond}, {99, 150 * time.Millisecond}} {
+		var with, without []time.Duration
+		for _, r := range runs {
+			if r.Lastcall {
+				with = append(with, r.Latency(q.p))
+			} else {
+				without = append(without, r.Latency(q.p))
+			}
+		}
+		w, l := median(without), median(with)
+		if l > w+w/5+q.slack {
+			t.Errorf("median p%.0f of the successes %v with lastcall (runs %v), %v without (%v): worse beyond noise", q.p, l, with, w, without)
+		}
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func checkIngressPair(t *testing.T, run int, without, with *scenario.IngressResult) {
@@ -121,17 +157,6 @@ func checkIngressPair(t *testing.T, run int, without, with *scenario.IngressResu
 	}
 	if n := len(with.Failures()); n != 0 {
 		t.Errorf("run %d with lastcall: %d of %d requests failed, want 0", run, n, len(with.Records))
-	}
-	// Not worse: the successes' latency with lastcall within noise of the run without it (whose slowest
-	// requests partly failed instead of finishing, which if anything flatters it).
-	for _, q := range []struct {
-		p     float64
-		slack time.Duration
-	}{{50, 15 * time.Millisecond}, {99, 150 * time.Millisecond}} {
-		w, l := without.Latency(q.p), with.Latency(q.p)
-		if l > w+w/5+q.slack {
-			t.Errorf("run %d: p%.0f of the successes %v with lastcall, %v without: worse beyond noise", run, q.p, l, w)
-		}
 	}
 	for _, r := range []*scenario.IngressResult{without, with} {
 		reused := 0
