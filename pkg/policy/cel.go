@@ -108,7 +108,9 @@ func (c *compiler) build() {
 
 	// Annotation problems (parseAnnotations): unknown keys and container suffixes that name no container.
 	c.add("lcKeys", "variables.anns.filter(k, k.startsWith("+lit(P)+")).map(k, [string(k), string(k).substring("+strconv.Itoa(len(P))+")])")
-	c.add("annProblems", "variables.lcKeys.map(p, p[1].indexOf('.') >= 0 && !(p[1].substring(p[1].indexOf('.') + 1) in variables.names) ? "+
+	c.add("annProblems", "variables.lcKeys.map(p, p[1].endsWith('.') && p[1].indexOf('.') == size(p[1]) - 1 ? "+
+		problem("p[0]", "variables.anns[p[0]]", "'the key names no container after the dot'", "'ignored'")+" : "+
+		"p[1].indexOf('.') >= 0 && !(p[1].substring(p[1].indexOf('.') + 1) in variables.names) ? "+
 		problem("p[0]", "variables.anns[p[0]]", "'the pod has no container named ' + "+quoteExpr("p[1].substring(p[1].indexOf('.') + 1)"), "'ignored'")+" : "+
 		"(p[1].indexOf('.') >= 0 ? p[1].substring(0, p[1].indexOf('.')) : p[1]) in ['profile', 'drain-delay', 'stop-signal', 'drain-timeout', 'supervise'] || "+
 		"(p[1].indexOf('.') < 0 && p[0] in ["+lit(mutate.AnnotationInject)+", "+lit(mutate.AnnotationInjected)+", "+lit(mutate.AnnotationVersion)+"]) ? '' : "+

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/lastcall-dev/lastcall/internal/cli"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/policy"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
 )
 
 // What `lastcall policy render` prints for the built-in catalog is accepted by the API server as it is, and
@@ -123,5 +126,25 @@ func apply(t *testing.T, data []byte, sel *metav1.LabelSelector) {
 		if err := k8s.Create(ctx, obj); err != nil {
 			t.Fatalf("the API server refused the rendered %s: %v", h.Kind, err)
 		}
+	}
+}
+
+// Warnings for keys the goldens do not cover are the engine's too: an unknown key, a suffix naming no
+// container, a signal number that is no graceful signal, a timeout out of range. (A key with an empty
+// container suffix never gets here: the API server refuses it.)
+func TestWarningsMatchEngine(t *testing.T) {
+	install(t, "warnings", policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0.0.0-test"})
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: "probe-warnings", Annotations: map[string]string{
+		mutate.Prefix + "drain-dealy": "5s", mutate.AnnotationDrainDelay + ".nope": "1s",
+		mutate.AnnotationStopSignal: "99", mutate.AnnotationDrainTimeout: "90m",
+	}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}}}
+	_, warnings, err := create(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := mutate.New(mutate.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0.0.0-test"})
+	res := eng.Mutate(p, mutate.Namespace{Name: p.Namespace, Labels: map[string]string{mutate.LabelInject: "enabled"}}, profiles.Builtins())
+	if d := cmp.Diff(res.AllWarnings(), warnings); d != "" {
+		t.Errorf("warnings (-engine +policy):\n%s", d)
 	}
 }
