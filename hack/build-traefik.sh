@@ -5,7 +5,11 @@
 # Why this way: Traefik's go.mod has replace directives (one to a path inside its own module), so
 # `go install github.com/traefik/traefik/v3/cmd/traefik@VERSION` is refused. The module proxy serves the source,
 # so we download it, copy it somewhere writable and build ./cmd/traefik inside it, where its replaces apply.
-# Cold: ~10 min on 2 cores (the module has many dependencies); warm: instant.
+# Cold: 34 min measured on 2 cores shared with the Kubernetes build and other jobs (not measured alone; the module
+# has many dependencies); warm: instant.
+# Why v3.6.12 and not v3.7.x: v3.7's module zip lacks the nested module its replace points at
+# (pkg/config/dynamic/ext, a directory with its own go.mod, which module zips leave out), and the module proxy
+# answers 403 for several of its dependencies (lego v5's DNS providers, containous/go-http-auth).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -18,7 +22,7 @@ stamp=$bin/.traefik-$TRAEFIK_VERSION-$gover
 mkdir -p "$bin"
 
 if [ -f "$stamp" ] && [ -x "$bin/traefik" ]; then exit 0; fi
-step "building Traefik $TRAEFIK_VERSION from its module source; cold: ~10 min on 2 cores"
+step "building Traefik $TRAEFIK_VERSION from its module source; cold: 10-35 min on 2 cores"
 
 dir=$(go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$dir" ] || { echo "build-traefik.sh: go mod download gave no source directory for traefik $TRAEFIK_VERSION" >&2; exit 1; }
