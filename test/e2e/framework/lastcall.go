@@ -60,9 +60,18 @@ func BuildLastcall(ctx context.Context, root string) error {
 // self-managed certificates, and waits until the Deployment is available and its CA bundle is in the webhook
 // configuration. extra are more `--set` values.
 func (e *Env) InstallLastcall(ctx context.Context, extra ...string) error {
+	return e.InstallLastcallWith(ctx, nil, extra...)
+}
+
+// InstallLastcallWith is InstallLastcall with values files (e.g. charts/lastcall/values-ha.yaml) before the
+// `--set` values. Every call states the whole configuration: values not given return to the chart's defaults.
+func (e *Env) InstallLastcallWith(ctx context.Context, files []string, extra ...string) error {
 	args := []string{"upgrade", "--install", LastcallRelease, "charts/lastcall", "-n", LastcallNamespace,
 		"--create-namespace", "--wait", "--timeout", "3m",
 		"--set", "image.tag=" + LastcallVersion(), "--set", "logLevel=debug"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
 	for _, s := range extra {
 		args = append(args, "--set", s)
 	}

@@ -60,8 +60,13 @@ func ImageTar(root, image string) string {
 	case ImageTestapp:
 		return filepath.Join(root, "_output", "images", "testapp.tar")
 	}
-	// ghcr.io/lastcall-dev/NAME:TAG -> _output/images/NAME.tar
+	// ghcr.io/lastcall-dev/NAME:TAG -> _output/images/NAME.tar; local.test/cert-manager-X:TAG -> the cache
 	name := image
+	if strings.HasPrefix(name, "local.test/cert-manager-") {
+		name = strings.TrimPrefix(name, "local.test/")
+		name, _, _ = strings.Cut(name, ":")
+		return filepath.Join(CacheDir(), "images", name+".tar")
+	}
 	if i := strings.LastIndex(name, "/"); i >= 0 {
 		name = name[i+1:]
 	}
