@@ -5,7 +5,9 @@ package framework
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +57,7 @@ func (e *Env) InstallCertManager(ctx context.Context) error {
 		return fmt.Errorf("%w\n%s", err, out)
 	}
 	e.AlsoDump = appendUnique(e.AlsoDump, CertManagerNamespace)
-	return WaitFor(ctx, 2*time.Minute, "cert-manager deployments available", func(ctx context.Context) (bool, error) {
+	if err := WaitFor(ctx, 2*time.Minute, "cert-manager deployments available", func(ctx context.Context) (bool, error) {
 		for _, name := range []string{"cert-manager", "cert-manager-webhook", "cert-manager-cainjector"} {
 			d, err := e.Client.AppsV1().Deployments(CertManagerNamespace).Get(ctx, name, metav1.GetOptions{})
 			if err != nil || !deploymentAvailable(d) {
@@ -63,7 +65,22 @@ func (e *Env) InstallCertManager(ctx context.Context) error {
 			}
 		}
 		return true, nil
-	})
+	}); err != nil {
+		return err
+	}
+	// Ready pods are not enough: cert-manager's own webhook must have its CA injected before the API server
+	// accepts an Issuer. A server-side dry run of one says so.
+	var last string
+	if err := WaitFor(ctx, 2*time.Minute, "cert-manager's webhook accepting an Issuer", func(ctx context.Context) (bool, error) {
+		cmd := exec.CommandContext(ctx, KubectlPath(), "--kubeconfig", e.Provider.Kubeconfig(), "apply", "--dry-run=server", "-f", "-")
+		cmd.Stdin = strings.NewReader("apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: e2e-probe, namespace: " + CertManagerNamespace + "}\nspec: {selfSigned: {}}\n")
+		out, err := cmd.CombinedOutput()
+		last = string(out)
+		return err == nil, nil
+	}); err != nil {
+		return fmt.Errorf("%w: %s", err, last)
+	}
+	return nil
 }
 
 // UninstallCertManager removes the release (the CRDs stay: the chart keeps them).
