@@ -36,7 +36,7 @@ const (
 const (
 	phaseRestart       = "rolling-restart"
 	phaseUpgrade       = "helm-upgrade"
-	phaseKill          = "kill-a-replica-every-3s"
+	phaseKill          = "kill-a-ready-replica-every-3s"
 	phaseRotate        = "serving-cert-rotation"
 	phaseNoReplica     = "no-replica-for-5s"
 	phaseToAbrupt      = "upgrade-to-no-preStop-no-drain"
@@ -185,26 +185,44 @@ func helmUpgrade(env *framework.Env, replicas int, files []string, sets ...strin
 	}
 }
 
-// killReplicas force-deletes one webhook pod every `every`, n times (the container is killed; no preStop, no
-// drain), then waits for the Deployment to heal.
+// killReplicas force-deletes a ready webhook pod every `every` (the container is killed: no preStop, no
+// drain), n times, but only while another replica is ready: the fault is one replica crashing, not all of
+// them (that is noReplica). Then it waits for the Deployment to heal.
 func killReplicas(env *framework.Env, replicas, n int, every time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
-		for i := 0; i < n; i++ {
+		for killed := 0; killed < n; {
+			time.Sleep(every)
 			pods, err := lastcallPods(ctx, env)
 			if err != nil {
 				return err
 			}
-			if len(pods) > 0 {
-				victim := pods[i%len(pods)].Name
-				if err := env.Client.CoreV1().Pods(framework.LastcallNamespace).Delete(ctx, victim,
-					metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
-					return fmt.Errorf("force delete %s: %w", victim, err)
+			var ready []corev1.Pod
+			for _, p := range pods {
+				if podReady(&p) {
+					ready = append(ready, p)
 				}
 			}
-			time.Sleep(every)
+			if len(ready) < 2 {
+				continue
+			}
+			victim := ready[killed%len(ready)].Name
+			if err := env.Client.CoreV1().Pods(framework.LastcallNamespace).Delete(ctx, victim,
+				metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}); err != nil {
+				return fmt.Errorf("force delete %s: %w", victim, err)
+			}
+			killed++
 		}
 		return waitSettled(ctx, env, replicas)
 	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // noReplica scales the webhook to zero, keeps it there for hold, and scales it back.

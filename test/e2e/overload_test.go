@@ -21,7 +21,7 @@ import (
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
 )
 
-// Overload: a bounded burst of CREATEs far above the steady rate, all at once. With failurePolicy Ignore every
+// Overload: a bounded burst of CREATEs far above what two CPU-limited replicas serve, all at once. With failurePolicy Ignore every
 // CREATE must succeed: the webhook answers, or the API server gives up on it after timeoutSeconds and admits
 // the pod uninjected (counted as fail-open). The webhook has no queue of its own to grow: its memory stays
 // within the pod's limit (an OOM kill would show as a restart), and afterwards the same replicas are ready
@@ -33,7 +33,14 @@ func TestOverload(t *testing.T) {
 	)
 	env := framework.Current(t)
 	ctx := context.Background()
-	if err := env.InstallLastcall(ctx); err != nil {
+	// Two replicas with 50m of CPU each: on two shared cores the API server, not lastcall, would otherwise be
+	// the bottleneck, and the burst would never reach the webhook's limit.
+	t.Cleanup(func() {
+		if err := env.InstallLastcall(context.Background()); err != nil {
+			t.Errorf("restore the default lastcall install: %v", err)
+		}
+	})
+	if err := env.InstallLastcall(ctx, "resources.limits.cpu=50m"); err != nil {
 		t.Fatal(err)
 	}
 	before, err := lastcallPods(ctx, env)

@@ -31,12 +31,15 @@ import (
 	cmscheme "github.com/cert-manager/cert-manager/pkg/client/clientset/versioned/scheme"
 	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
+	"github.com/cert-manager/cert-manager/pkg/util"
 	utilfeature "github.com/cert-manager/cert-manager/pkg/util/feature"
 )
 
 func main() {
 	logf.InitLogs()
 	defer logf.FlushLogs()
+	// controller-runtime and client-go log through cert-manager's logger, as in the upstream binaries.
+	ctrl.SetLogger(logf.Log)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cert-manager cainjector:", err)
 		os.Exit(1)
@@ -92,7 +95,8 @@ func run() error {
 	if o.Namespace != "" {
 		namespaces = map[string]cache.Config{o.Namespace: {}}
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	// The user agent is also the field manager of the server-side apply that injects the CA: it must be set.
+	mgr, err := ctrl.NewManager(util.RestConfigWithUserAgent(ctrl.GetConfigOrDie(), "cainjector"), ctrl.Options{
 		Scheme: scheme,
 		Cache:  cache.Options{ReaderFailOnMissingInformer: true, DefaultNamespaces: namespaces},
 		// Secrets are read directly: caching every Secret of the cluster costs memory for the few it needs.

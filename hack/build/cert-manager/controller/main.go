@@ -46,6 +46,8 @@ import (
 func main() {
 	logf.InitLogs()
 	defer logf.FlushLogs()
+	// controller-runtime and client-go log through cert-manager's logger, as in the upstream binaries.
+	ctrl.SetLogger(logf.Log)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cert-manager controller:", err)
 		os.Exit(1)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	cmwebhook "github.com/cert-manager/cert-manager/internal/webhook"
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
@@ -23,6 +24,8 @@ import (
 func main() {
 	logf.InitLogs()
 	defer logf.FlushLogs()
+	// controller-runtime and client-go log through cert-manager's logger, as in the upstream binaries.
+	ctrl.SetLogger(logf.Log)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "cert-manager webhook:", err)
 		os.Exit(1)
