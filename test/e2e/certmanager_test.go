@@ -5,6 +5,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -176,10 +178,13 @@ func certManagerRenewalUnderStream(t *testing.T, env *framework.Env, issuer stri
 	}
 }
 
-// waitCertManagerWired waits until the Secret is issued by issuer, cainjector has put its CA into the webhook
-// configuration and every replica serves it; it returns the served certificate's hash.
+// waitCertManagerWired waits until the Secret is issued by issuer, the CA bundle cainjector keeps in the
+// webhook configuration holds the Secret's CA, and every replica serves the Secret's certificate, which the
+// bundle verifies for the Service's name (what the API server checks). It returns the served certificate's
+// hash. The bundle may hold more CAs: cainjector keeps the previous one while a CA changes.
 func waitCertManagerWired(ctx context.Context, env *framework.Env, issuer string) (string, error) {
 	var served, last string
+	svc := "lastcall-webhook." + framework.LastcallNamespace + ".svc"
 	err := framework.WaitFor(ctx, 3*time.Minute, "certificate from "+issuer+" issued, injected and served", func(ctx context.Context) (bool, error) {
 		sec, err := env.Client.CoreV1().Secrets(framework.LastcallNamespace).Get(ctx, tlsSecret, metav1.GetOptions{})
 		if err != nil || sec.Annotations["cert-manager.io/issuer-name"] != issuer {
@@ -187,8 +192,18 @@ func waitCertManagerWired(ctx context.Context, env *framework.Env, issuer string
 			return false, nil
 		}
 		mwc, err := env.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, framework.LastcallWebhook, metav1.GetOptions{})
-		if err != nil || !bytes.Equal(bytes.TrimSpace(mwc.Webhooks[0].ClientConfig.CABundle), bytes.TrimSpace(sec.Data["ca.crt"])) {
-			last = "caBundle is not the Secret's ca.crt"
+		if err != nil {
+			return false, nil
+		}
+		bundle := mwc.Webhooks[0].ClientConfig.CABundle
+		caBlock, _ := pem.Decode(sec.Data["ca.crt"])
+		if caBlock == nil || !bytes.Contains(bundle, pem.EncodeToMemory(caBlock)) {
+			last = "caBundle does not hold the Secret's ca.crt"
+			return false, nil
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(bundle) {
+			last = "caBundle holds no certificate"
 			return false, nil
 		}
 		cur, err := pemCertHash(sec.Data[corev1.TLSCertKey])
@@ -200,8 +215,17 @@ func waitCertManagerWired(ctx context.Context, env *framework.Env, issuer string
 			return false, nil
 		}
 		for _, p := range pods {
-			if h, err := servedCertHash(ctx, env, p); err != nil || h != cur {
-				last = fmt.Sprintf("pod %s serves %s (%v), the Secret has %s", p.Name, h, err, cur)
+			chain, err := servedChain(ctx, env, p)
+			if err != nil || certHash(chain[0].Raw) != cur {
+				last = fmt.Sprintf("pod %s does not serve the Secret's certificate %s yet (%v)", p.Name, cur, err)
+				return false, nil
+			}
+			inter := x509.NewCertPool()
+			for _, c := range chain[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: svc}); err != nil {
+				last = fmt.Sprintf("pod %s: the caBundle does not verify its certificate: %v", p.Name, err)
 				return false, nil
 			}
 		}

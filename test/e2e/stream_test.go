@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -254,25 +255,34 @@ func lastcallPods(ctx context.Context, env *framework.Env) ([]corev1.Pod, error)
 	return out, nil
 }
 
-// servedCertHash is the SHA-256 of the leaf certificate a webhook pod serves on 9443 (only where the pod
-// network is reachable from here, and only inside it).
+// servedCertHash is the SHA-256 of the leaf certificate a webhook pod serves (see servedChain).
 func servedCertHash(ctx context.Context, env *framework.Env, p corev1.Pod) (string, error) {
-	if err := env.CheckTarget(p.Status.PodIP); err != nil {
+	certs, err := servedChain(ctx, env, p)
+	if err != nil {
 		return "", err
+	}
+	return certHash(certs[0].Raw), nil
+}
+
+// servedChain is the certificate chain of the leaf certificate a webhook pod serves on 9443 (only where the pod
+// network is reachable from here, and only inside it).
+func servedChain(ctx context.Context, env *framework.Env, p corev1.Pod) ([]*x509.Certificate, error) {
+	if err := env.CheckTarget(p.Status.PodIP); err != nil {
+		return nil, err
 	}
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 3 * time.Second}, Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // only reads the certificate
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.Status.PodIP, "9443"))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer c.Close()
 	certs := c.(*tls.Conn).ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return "", fmt.Errorf("pod %s served no certificate", p.Name)
+		return nil, fmt.Errorf("pod %s served no certificate", p.Name)
 	}
-	return certHash(certs[0].Raw), nil
+	return certs, nil
 }
 
 func certHash(der []byte) string {
