@@ -97,6 +97,11 @@ func TestCertManagerMode(t *testing.T) {
 		if out, err := kubectlApply(ctx, env, existingIssuer); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
+		t.Cleanup(func() {
+			if out, err := kubectlStdin(context.Background(), env, existingIssuer, "delete", "--ignore-not-found", "-f", "-"); err != nil {
+				t.Logf("delete the existing issuer: %v\n%s", err, out)
+			}
+		})
 		// Changing the issuer changes the CA: measured under the stream, not asserted (see docs/install.md).
 		s := startStream(t, env, env.Namespace(t, optedIn), chaosRate, chaosInFlight)
 		time.Sleep(chaosSettle)
