@@ -413,11 +413,17 @@ func (r *IngressResult) Latency(p float64) time.Duration {
 			ds = append(ds, rec.End.Sub(rec.Start))
 		}
 	}
+	return percentile(ds, p)
+}
+
+// percentile is the nearest-rank p-th percentile (0..100) of ds: the smallest duration that at least p% of ds
+// do not exceed; 0 for none. Both scenarios report latency with it, so their tables compare.
+func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	// nearest rank: the smallest duration at least p% of the requests did not exceed
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
 	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
 	return ds[min(max(i, 0), len(ds)-1)]
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 	"time"
 
@@ -189,7 +188,7 @@ func (r *RolloutResult) ByKind() map[loadgen.Kind]int {
 	return m
 }
 
-// Latency returns the p-th percentile (0..100) of the successful requests' durations.
+// Latency returns the p-th percentile (0..100, nearest rank) of the successful requests' durations.
 func (r *RolloutResult) Latency(p float64) time.Duration {
 	var ds []time.Duration
 	for _, rec := range r.Records {
@@ -197,12 +196,7 @@ func (r *RolloutResult) Latency(p float64) time.Duration {
 			ds = append(ds, rec.End.Sub(rec.Start))
 		}
 	}
-	if len(ds) == 0 {
-		return 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	i := int(p / 100 * float64(len(ds)-1))
-	return ds[i]
+	return percentile(ds, p)
 }
 
 // FailureKinds are the columns of the table, in order.
