@@ -68,7 +68,7 @@ cluster-down: ## stop the local cluster and clean the machine
 
 .PHONY: e2e
 e2e: deps images ## end-to-end suite on a real cluster (local by default; KIND=1 or E2E_KUBECONFIG=...)
-	go test -count=1 -tags e2e -timeout 30m -v ./test/e2e/...
+	go test -count=1 -tags e2e -timeout 50m -v ./test/e2e/...
 
 .PHONY: test
 test: deps lint verify-generate test-unit fuzz e2e ## everything CI runs
