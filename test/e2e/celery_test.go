@@ -60,6 +60,7 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 	type run struct {
 		name, ns, redisPod string
 		lost, done         int
+		scaled             time.Time
 	}
 	runs := []*run{{name: "without"}, {name: "with"}}
 	for _, r := range runs {
@@ -105,17 +106,14 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 			fmt.Sprintf("cd /app && python3 -c 'import tasks\nfor i in range(%d): tasks.slow.delay(i, %d)'", celeryTasksE2E, int(celeryTaskLen.Seconds()))); err != nil {
 			t.Fatalf("%s: submit tasks: %v\n%s", r.name, err, out)
 		}
-	}
-	for _, r := range runs {
 		if err := framework.WaitFor(ctx, 2*time.Minute, r.name+": every task running", func(ctx context.Context) (bool, error) {
 			out, _ := redisCLI(ctx, env, r.ns, r.redisPod, "SCARD", "started")
 			return out == strconv.Itoa(celeryTasksE2E), nil
 		}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	scaled := time.Now()
-	for _, r := range runs {
+		// Scale down at once, while every task has more than the 30 s grace period left to run.
+		r.scaled = time.Now()
 		if _, err := env.Client.AppsV1().Deployments(r.ns).Patch(ctx, "worker", types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +127,7 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Until(scaled.Add(celeryTaskLen + 5*time.Second)))
+	time.Sleep(time.Until(runs[len(runs)-1].scaled.Add(celeryTaskLen + 5*time.Second)))
 	for _, r := range runs {
 		done, _ := redisCLI(ctx, env, r.ns, r.redisPod, "SCARD", "done")
 		r.done, _ = strconv.Atoi(done)
