@@ -25,6 +25,10 @@ const (
 	SkipMeshProxy       SkipCode = "mesh-proxy"
 	SkipNativeSidecar   SkipCode = "native-sidecar"
 	SkipShimPathInUse   SkipCode = "shim-path-in-use"
+	// SkipInvalidName: a container name with ',' or '=' cannot be written into the lastcall.dev/injected
+	// record, so a second pass could not tell lastcall's hook from the user's. The API server refuses such a
+	// name anyway (container names are DNS-1123 labels); leaving the container alone keeps the engine idempotent.
+	SkipInvalidName SkipCode = "invalid-container-name"
 )
 
 // Skip is a skip decision with the sentence that explains it, naming the exact key and value.

@@ -16,6 +16,10 @@ import (
 func (e *Engine) selectContainer(pod *corev1.Pod, c *corev1.Container, sidecar bool, ps *podSettings, nsDefault *profiles.Profile, catalog *profiles.Catalog, res *Result) (plan, bool) {
 	res.Containers = append(res.Containers, Decision{Container: c.Name, Sidecar: sidecar})
 	d := &res.Containers[len(res.Containers)-1]
+	if strings.ContainsAny(c.Name, ",=") {
+		d.Skip = &Skip{SkipInvalidName, fmt.Sprintf("container name %q is not a DNS-1123 label (the API server refuses it) and cannot be recorded in %s", c.Name, AnnotationInjected)}
+		return plan{}, false
+	}
 	specific, podWide := ps.forContainer(c.Name, func(s *settings) setting { return s.profile })
 
 	// Native sidecars and mesh proxies are someone else's business unless a container-specific annotation
