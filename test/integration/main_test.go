@@ -6,20 +6,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/go-logr/logr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/lastcall-dev/lastcall/internal/server"
 	"github.com/lastcall-dev/lastcall/internal/testenv"
-	"github.com/lastcall-dev/lastcall/pkg/webhook"
 )
 
 var (
@@ -43,32 +36,12 @@ func run(m *testing.M) int {
 		}
 		return 0
 	}
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
-	path := webhook.Path
 	env := testenv.Environment()
-	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
-		MutatingWebhooks: []*admissionregistrationv1.MutatingWebhookConfiguration{{
-			ObjectMeta: metav1.ObjectMeta{Name: "lastcall"},
-			TypeMeta:   metav1.TypeMeta{Kind: "MutatingWebhookConfiguration", APIVersion: "admissionregistration.k8s.io/v1"},
-			Webhooks: []admissionregistrationv1.MutatingWebhook{{
-				Name: "pods.lastcall.dev",
-				// Fail, unlike the chart's Ignore: here a webhook error must break the test, not pass silently.
-				FailurePolicy: &fail, SideEffects: &none, ReinvocationPolicy: &ifNeeded,
-				AdmissionReviewVersions: []string{"v1"},
-				ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Name: "lastcall", Namespace: "default", Path: &path}},
-				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: "lastcall.dev/inject", Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled", "observe"}}}},
-				ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: "lastcall.dev/inject", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}}},
-				Rules: []admissionregistrationv1.RuleWithOperations{{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-				}},
-			}},
-		}},
-	}
+	env.WebhookInstallOptions = testenv.WebhookInstall(
+		&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "lastcall.dev/inject", Operator: metav1.LabelSelectorOpIn, Values: []string{"enabled", "observe"}}}},
+		&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "lastcall.dev/inject", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}}}})
 	var err error
 	cfg, err = env.Start()
 	if err != nil {
@@ -84,23 +57,12 @@ func run(m *testing.M) int {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wo := env.WebhookInstallOptions
-	probeAddr, _ = testenv.FreeAddr()
-	metricsAddr, _ := testenv.FreeAddr()
-	policy := filepath.Join(os.TempDir(), fmt.Sprintf("lastcall-policy-%d.yaml", os.Getpid()))
-	certDir, policyFile = wo.LocalServingCertDir, policy
-	_ = os.WriteFile(policy, []byte("defaultProfile: http\n"), 0o600)
-	defer os.Remove(policy)
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, cfg, server.Options{
-			Config: policy, CertDir: wo.LocalServingCertDir, CertMode: "external", Port: wo.LocalServingPort,
-			MetricsAddr: metricsAddr, ProbeAddr: probeAddr,
-		}, logr.Discard())
-	}()
-	if err := testenv.WaitReady(probeAddr, done, 60*time.Second); err != nil {
+	srv, err := testenv.StartServer(ctx, cfg, env, "defaultProfile: http\n")
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "webhook server:", err)
 		return 1
 	}
+	defer srv.Stop()
+	probeAddr, certDir, policyFile = srv.ProbeAddr, srv.CertDir, srv.PolicyFile
 	return m.Run()
 }

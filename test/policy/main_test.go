@@ -6,21 +6,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/go-logr/logr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/lastcall-dev/lastcall/internal/server"
 	"github.com/lastcall-dev/lastcall/internal/testenv"
-	"github.com/lastcall-dev/lastcall/pkg/webhook"
 )
 
 var (
@@ -69,41 +63,15 @@ func run(m *testing.M) int {
 const webhookLabel = "policy-test.lastcall.dev/webhook"
 
 func webhookInstall() envtest.WebhookInstallOptions {
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
-	path := webhook.Path
-	return envtest.WebhookInstallOptions{
-		MutatingWebhooks: []*admissionregistrationv1.MutatingWebhookConfiguration{{
-			ObjectMeta: metav1.ObjectMeta{Name: "lastcall"},
-			TypeMeta:   metav1.TypeMeta{Kind: "MutatingWebhookConfiguration", APIVersion: "admissionregistration.k8s.io/v1"},
-			Webhooks: []admissionregistrationv1.MutatingWebhook{{
-				Name: "pods.lastcall.dev", FailurePolicy: &fail, SideEffects: &none, ReinvocationPolicy: &ifNeeded,
-				AdmissionReviewVersions: []string{"v1"},
-				ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Name: "lastcall", Namespace: "default", Path: &path}},
-				NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{webhookLabel: "yes"}},
-				Rules: []admissionregistrationv1.RuleWithOperations{{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-				}},
-			}},
-		}},
-	}
+	return testenv.WebhookInstall(&metav1.LabelSelector{MatchLabels: map[string]string{webhookLabel: "yes"}}, nil)
 }
 
 // startWebhook runs lastcall's webhook server as the binary wires it.
 func startWebhook(ctx context.Context, env *envtest.Environment) error {
-	wo := env.WebhookInstallOptions
-	probe, _ := testenv.FreeAddr()
-	metrics, _ := testenv.FreeAddr()
-	file := filepath.Join(os.TempDir(), fmt.Sprintf("lastcall-policy-latency-%d.yaml", os.Getpid()))
-	if err := os.WriteFile(file, []byte("defaultProfile: http\n"), 0o600); err != nil {
+	srv, err := testenv.StartServer(ctx, cfg, env, "defaultProfile: http\n")
+	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, cfg, server.Options{Config: file, CertDir: wo.LocalServingCertDir, CertMode: "external", Port: wo.LocalServingPort,
-			MetricsAddr: metrics, ProbeAddr: probe}, logr.Discard())
-	}()
-	return testenv.WaitReady(probe, done, 60*time.Second)
+	go func() { <-ctx.Done(); srv.Stop() }()
+	return nil
 }
