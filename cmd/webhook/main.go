@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/lastcall-dev/lastcall/internal/observer"
 	"github.com/lastcall-dev/lastcall/internal/server"
 	"github.com/lastcall-dev/lastcall/pkg/version"
 )
@@ -28,7 +29,7 @@ func main() {
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&o.Observe, "observe", true, "record how managed pods' containers shut down (metrics, ShutdownKilled events, /shutdowns); one replica at a time, by a Lease")
 	flag.BoolVar(&o.ObserverWorkloadLabels, "observer-workload-labels", true, "label shutdown metrics with namespace and workload (false: fewer series on very large clusters)")
-	flag.StringVar(&o.ObserverLease, "observer-lease", "lastcall-observer", "Lease (in --namespace) that elects the observing replica")
+	flag.StringVar(&o.ObserverLease, "observer-lease", observer.DefaultLease, "Lease (in --namespace) that elects the observing replica")
 	flag.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	flag.StringVar(&o.LogLevel, "log-level", "info", "info or debug")
 	flag.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "after SIGTERM, how long admissions in flight may finish (negative: stop at once)")

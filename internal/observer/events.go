@@ -23,6 +23,10 @@ const ReasonShutdownKilled = "ShutdownKilled"
 // EventComponent is the event's source and reporting controller.
 const EventComponent = "lastcall-observer"
 
+// DefaultLease is the Lease (in lastcall's namespace) that elects the observing replica, unless
+// --observer-lease names another; `lastcall status` and the e2e tests look for its holder.
+const DefaultLease = "lastcall-observer"
+
 // EventSink creates events (a controller-runtime client satisfies it through EventCreator).
 type EventSink interface {
 	CreateEvent(ctx context.Context, ev *corev1.Event) error

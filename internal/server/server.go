@@ -269,7 +269,7 @@ func newObserver(cfg *rest.Config, o Options, log logr.Logger) (*observer.Electe
 	}
 	lease := o.ObserverLease
 	if lease == "" {
-		lease = "lastcall-observer"
+		lease = observer.DefaultLease
 	}
 	e, err := observer.NewForConfig(cfg, observer.Election{Namespace: o.Namespace, Name: lease},
 		observer.Options{Registerer: crmetrics.Registry, WorkloadLabels: o.ObserverWorkloadLabels, Log: log.WithName("observer")})

@@ -20,12 +20,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/lastcall-dev/lastcall/internal/observer"
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/test/e2e/framework"
 )
 
 const (
-	labelManaged = "lastcall.dev/managed"
-	observeLease = "lastcall-observer"
+	labelManaged = mutate.LabelManaged
+	observeLease = observer.DefaultLease
 )
 
 // statusRow is one row of `lastcall status -o json` (the contract the CLI prints).
