@@ -27,7 +27,8 @@ import (
 const (
 	// ExitOK: success (warnings, if any, went to stderr).
 	ExitOK = 0
-	// ExitFindings: --strict and some pod has a warning or problem, or a strict policy would deny a pod.
+	// ExitFindings: --strict and some pod has a warning or problem, a strict policy would deny a pod, the
+	// cluster cannot be read (live commands), or policy render left out a ShutdownProfile it cannot compile.
 	ExitFindings = 1
 	// ExitBadInput: unreadable or unparsable input, an unknown flag, a bad policy or profile file.
 	ExitBadInput = 2
@@ -44,7 +45,8 @@ Usage:
   lastcall profiles describe NAME [--profiles DIR] [-o text|json]
   lastcall status   [-n NS] [--kubeconfig F] [--context C] [-o text|json]
                                                            recent shutdowns per workload (from the cluster)
-  lastcall policy render [--policy FILE] [--profiles DIR] [-o FILE]  MutatingAdmissionPolicy (webhook-less mode, >= 1.36)
+  lastcall policy render [--policy FILE] [--profiles DIR | --from-cluster] [-o FILE]
+                                                           MutatingAdmissionPolicy (webhook-less mode, >= 1.36)
   lastcall version
 
 Input flags (inject, explain):
@@ -61,7 +63,8 @@ Input flags (inject, explain):
                               --pod-template Widget.example.com=spec.podTemplate; see docs/cli.md for the kinds
                               read without it
 
-Exit codes: 0 success; 1 findings with --strict (or a strict policy denies a pod); 2 bad input.
+Exit codes: 0 success; 1 findings with --strict (or a strict policy denies a pod; a live command cannot read
+the cluster; policy render left out a ShutdownProfile it cannot compile); 2 bad input.
 `
 
 // GCPercent is the garbage collector setting cmd/lastcall runs with: inject allocates about 40 KB per
@@ -239,20 +242,40 @@ func parseKV(s string) (map[string]string, error) {
 
 // loadCatalog layers the ShutdownProfiles found under path (a directory or a file) over the built-ins, the
 // way the webhook does. Documents of other kinds are ignored, so the directory can be a folder of manifests.
+// A profile the catalog refuses is an error: the files are the user's own, to fix before they are applied.
 func loadCatalog(path string) (*profiles.Catalog, error) {
 	if path == "" {
 		return profiles.Builtins(), nil
 	}
+	items, where, err := readProfileFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	catalog, errs := v1alpha1.Catalog(items)
+	if len(errs) > 0 {
+		var all []error
+		for _, n := range sortedKeys(errs) {
+			all = append(all, fmt.Errorf("--profiles %s: ShutdownProfile/%s: %w", where[n], n, errs[n]))
+		}
+		return nil, errors.Join(all...)
+	}
+	return catalog, nil
+}
+
+// readProfileFiles reads the ShutdownProfiles under path (a directory of .yaml/.yml/.json files, or one
+// file); where says which file and document each one came from, by name. A document that does not decode and
+// a name defined twice are errors.
+func readProfileFiles(path string) ([]v1alpha1.ShutdownProfile, map[string]string, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("--profiles: %w", err)
+		return nil, nil, fmt.Errorf("--profiles: %w", err)
 	}
 	files := []string{path}
 	if st.IsDir() {
 		files = nil
 		entries, err := os.ReadDir(path)
 		if err != nil {
-			return nil, fmt.Errorf("--profiles: %w", err)
+			return nil, nil, fmt.Errorf("--profiles: %w", err)
 		}
 		for _, e := range entries {
 			switch strings.ToLower(filepath.Ext(e.Name())) {
@@ -268,7 +291,7 @@ func loadCatalog(path string) (*profiles.Catalog, error) {
 	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("--profiles: %w", err)
+			return nil, nil, fmt.Errorf("--profiles: %w", err)
 		}
 		docs, _ := splitInput(data)
 		for _, d := range docs {
@@ -277,37 +300,33 @@ func loadCatalog(path string) (*profiles.Catalog, error) {
 				Kind       string `json:"kind"`
 			}
 			if err := yaml.Unmarshal(d.text, &h); err != nil {
-				return nil, fmt.Errorf("--profiles %s: document %d (line %d): not valid YAML: %w", file, d.index, d.line, err)
+				return nil, nil, fmt.Errorf("--profiles %s: document %d (line %d): not valid YAML: %w", file, d.index, d.line, err)
 			}
 			if h.Kind != "ShutdownProfile" {
 				continue
 			}
 			var sp v1alpha1.ShutdownProfile
 			if err := yaml.UnmarshalStrict(d.text, &sp); err != nil {
-				return nil, fmt.Errorf("--profiles %s: document %d (line %d) ShutdownProfile: %w", file, d.index, d.line, err)
+				return nil, nil, fmt.Errorf("--profiles %s: document %d (line %d) ShutdownProfile: %w", file, d.index, d.line, err)
 			}
 			at := fmt.Sprintf("%s document %d", file, d.index)
 			if prev, dup := where[sp.Name]; dup {
-				return nil, fmt.Errorf("--profiles %s: ShutdownProfile/%s is also defined in %s", at, sp.Name, prev)
+				return nil, nil, fmt.Errorf("--profiles %s: ShutdownProfile/%s is also defined in %s", at, sp.Name, prev)
 			}
 			where[sp.Name] = at
 			items = append(items, sp)
 		}
 	}
-	catalog, errs := v1alpha1.Catalog(items)
-	if len(errs) > 0 {
-		names := make([]string, 0, len(errs))
-		for n := range errs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		var all []error
-		for _, n := range names {
-			all = append(all, fmt.Errorf("--profiles %s: ShutdownProfile/%s: %w", where[n], n, errs[n]))
-		}
-		return nil, errors.Join(all...)
+	return items, where, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	return catalog, nil
+	sort.Strings(keys)
+	return keys
 }
 
 // readInput reads -f (a file, or stdin for "-").

@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/observer/summary"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 )
@@ -98,38 +99,22 @@ func liveInput(ctx context.Context, get kubectlGetter, l liveFlags, ref string, 
 	}
 	f.nsAnnotations = joinKV(ann)
 
-	if list, err := get(ctx, "get", "shutdownprofiles.lastcall.dev", "-o", "json"); err != nil {
+	if items, bad, err := clusterProfiles(ctx, get); err != nil {
 		notes = append(notes, "cannot read ShutdownProfiles ("+firstLine1(err.Error())+"): using the built-in catalog only")
 	} else {
-		var l struct {
-			Items []json.RawMessage `json:"items"`
-		}
-		if err := json.Unmarshal(list, &l); err != nil {
-			return "", "", nil, fmt.Errorf("ShutdownProfiles: %w", err)
+		for _, n := range sortedKeys(bad) {
+			notes = append(notes, fmt.Sprintf("ShutdownProfile/%s: %v: left out", n, bad[n]))
 		}
 		var b strings.Builder
-		for _, it := range l.Items {
-			// Only the spec is the user's: status and server-set metadata would fail the strict decoding.
-			var sp struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-				Metadata   struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-				Spec json.RawMessage `json:"spec"`
-			}
-			if err := json.Unmarshal(it, &sp); err != nil {
-				return "", "", nil, fmt.Errorf("ShutdownProfiles: %w", err)
-			}
-			clean, _ := json.Marshal(map[string]any{"apiVersion": sp.APIVersion, "kind": sp.Kind, "metadata": map[string]string{"name": sp.Metadata.Name}, "spec": sp.Spec})
-			y, err := yaml.JSONToYAML(clean)
+		for i := range items {
+			y, err := yaml.Marshal(&items[i])
 			if err != nil {
 				return "", "", nil, err
 			}
 			b.WriteString("---\n")
 			b.Write(y)
 		}
-		if len(l.Items) > 0 {
+		if len(items) > 0 {
 			f.profiles = filepath.Join(dir, "profiles.yaml")
 			if err := os.WriteFile(f.profiles, []byte(b.String()), 0o600); err != nil {
 				return "", "", nil, err
@@ -164,6 +149,49 @@ func liveInput(ctx context.Context, get kubectlGetter, l liveFlags, ref string, 
 		}
 	}
 	return meta.Kind, meta.Metadata.Name, notes, nil
+}
+
+// clusterProfiles lists the cluster's ShutdownProfiles (`kubectl get shutdownprofiles.lastcall.dev`), each
+// with its name and spec only: status and server-set metadata are the cluster's, not the user's. An item whose
+// spec this CLI cannot decode (a field of a newer CRD, a malformed duration) is returned in bad, keyed by name
+// with the decoding error, and not in items: the callers leave it out and say so. err is for a list that
+// cannot be read at all.
+func clusterProfiles(ctx context.Context, get kubectlGetter) (items []v1alpha1.ShutdownProfile, bad map[string]error, err error) {
+	list, err := get(ctx, "get", "shutdownprofiles.lastcall.dev", "-o", "json")
+	if err != nil {
+		return nil, nil, err
+	}
+	var l struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(list, &l); err != nil {
+		return nil, nil, fmt.Errorf("ShutdownProfiles: %w", err)
+	}
+	bad = map[string]error{}
+	for _, it := range l.Items {
+		var sp struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec json.RawMessage `json:"spec"`
+		}
+		if err := json.Unmarshal(it, &sp); err != nil {
+			return nil, nil, fmt.Errorf("ShutdownProfiles: %w", err)
+		}
+		clean, err := json.Marshal(map[string]any{"apiVersion": sp.APIVersion, "kind": sp.Kind, "metadata": map[string]string{"name": sp.Metadata.Name}, "spec": sp.Spec})
+		if err != nil {
+			return nil, nil, fmt.Errorf("ShutdownProfile/%s: %w", sp.Metadata.Name, err)
+		}
+		var p v1alpha1.ShutdownProfile
+		if err := yaml.UnmarshalStrict(clean, &p); err != nil {
+			bad[sp.Metadata.Name] = err
+			continue
+		}
+		items = append(items, p)
+	}
+	return items, bad, nil
 }
 
 func joinKV(m map[string]string) string {
