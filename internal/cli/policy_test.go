@@ -10,7 +10,7 @@ import (
 // ShutdownProfiles as `kubectl get shutdownprofiles.lastcall.dev -o json` lists them, with server-set metadata
 // and status. myapp is fine; the others cannot be compiled, each for another reason.
 const (
-	spMyapp    = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"myapp","uid":"u1","generation":3,"resourceVersion":"9"},"spec":{"stopSignal":"SIGTERM","drainDelay":"7s","match":{"images":["example.com/myapp*"]}},"status":{"observedGeneration":3,"conditions":[{"type":"Accepted","status":"True","reason":"Valid","message":"ok","lastTransitionTime":"2026-12-01T00:00:00Z"}]}}`
+	spMyapp    = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"myapp","uid":"u1","generation":3,"resourceVersion":"9"},"spec":{"stopSignal":"SIGTERM","drainDelay":"7s","match":{"images":["myapp*"]}},"status":{"observedGeneration":3,"conditions":[{"type":"Accepted","status":"True","reason":"Valid","message":"ok","lastTransitionTime":"2026-12-01T00:00:00Z"}]}}`
 	spSubMilli = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"nginx"},"spec":{"drainDelay":"1500us"}}`
 	spNoSignal = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"nosignal"},"spec":{"drainDelay":"3s"}}`
 	spBadRange = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"badrange"},"spec":{"stopSignal":"SIGTERM","match":{"commands":["[z-a]"]}}}`
@@ -54,7 +54,7 @@ func TestPolicyRenderFromCluster(t *testing.T) {
 		t.Fatal("--from-cluster and --profiles render the same ShutdownProfile differently")
 	}
 	builtins, _, _ := run(t, "", "policy", "render")
-	if live == builtins || !strings.Contains(live, "example.com/myapp") {
+	if live == builtins || !strings.Contains(live, "myapp*") {
 		t.Fatal("the cluster's ShutdownProfile is not in the rendering")
 	}
 }
@@ -160,7 +160,7 @@ func TestPolicyRenderClusterErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code := run(t, "", "policy", "render", "--from-cluster", "--kubectl", logging, "--kubeconfig", "/k/config", "--context", "prod")
-	if code != ExitOK || !strings.Contains(out, "example.com/myapp") || !strings.Contains(errOut, "lastcall: note: cannot read the server version (kubectl version -o json: Error from server (NotFound)") {
+	if code != ExitOK || !strings.Contains(out, "myapp*") || !strings.Contains(errOut, "lastcall: note: cannot read the server version (kubectl version -o json: Error from server (NotFound)") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	calls, err := os.ReadFile(log)
