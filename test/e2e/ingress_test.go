@@ -54,6 +54,35 @@ func ingressRepeats(t *testing.T) int {
 	return n
 }
 
+// ingressBaselines are the runs without lastcall of each ingress scenario so far in this `go test` run, by the
+// name compareIngress got: the policy-mode test shows its zero failures against them instead of measuring the
+// same baseline again.
+var ingressBaselines = map[string][]*scenario.IngressResult{}
+
+// rolloutIngress is the rollout scenario of TestIngressRolloutUnderLoad, the same in policy mode.
+var rolloutIngress = scenario.IngressOptions{Replicas: 3}
+
+// runIngress runs the scenario once in ns (which must exist) and logs its pod events and failures, each line
+// prefixed with what (e.g. "run 1 with lastcall").
+func runIngress(t *testing.T, env *framework.Env, tr *scenario.Traefik, what, ns string, opts scenario.IngressOptions) *scenario.IngressResult {
+	t.Helper()
+	opts.Logf = t.Logf
+	r, err := scenario.RunIngress(context.Background(), env, tr, ns, opts)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for _, l := range r.EventLines() {
+		t.Logf("%s: %s", what, l)
+	}
+	for _, l := range r.FailureSummary() {
+		t.Logf("%s: failed %s", what, l)
+	}
+	for _, l := range r.FailureLines(15) {
+		t.Logf("%s: %s", what, l)
+	}
+	return r
+}
+
 // compareIngress runs the scenario repeatedly without and with lastcall (fresh namespaces each time, the
 // label the only difference), logs every run and the table of all of them, writes the table and the picture
 // of the first pair to _output/e2e/ingress, and asserts lastcall's claim on every pair (failures without it,
@@ -62,46 +91,47 @@ func ingressRepeats(t *testing.T) int {
 func compareIngress(t *testing.T, name string, opts scenario.IngressOptions) {
 	env := framework.Current(t)
 	tr := ingress(t, env)
-	opts.Logf = t.Logf
 	var runs []*scenario.IngressResult
 	for i := range ingressRepeats(t) {
-		var pair [2]*scenario.IngressResult
-		for j, c := range []struct {
-			name   string
-			labels map[string]string
-		}{{"without", nil}, {"with", optedIn}} {
-			r, err := scenario.RunIngress(context.Background(), env, tr, env.Namespace(t, c.labels), opts)
-			if err != nil {
-				t.Fatalf("run %d %s lastcall: %v", i+1, c.name, err)
-			}
-			for _, l := range r.EventLines() {
-				t.Logf("run %d %s lastcall: %s", i+1, c.name, l)
-			}
-			for _, l := range r.FailureSummary() {
-				t.Logf("run %d %s lastcall: failed %s", i+1, c.name, l)
-			}
-			for _, l := range r.FailureLines(15) {
-				t.Logf("run %d %s lastcall: %s", i+1, c.name, l)
-			}
-			pair[j] = r
-			runs = append(runs, r)
-		}
-		checkIngressPair(t, i+1, pair[0], pair[1])
+		without := runIngress(t, env, tr, fmt.Sprintf("run %d without lastcall", i+1), env.Namespace(t, nil), opts)
+		ingressBaselines[name] = append(ingressBaselines[name], without)
+		with := runIngress(t, env, tr, fmt.Sprintf("run %d with lastcall", i+1), env.Namespace(t, optedIn), opts)
+		runs = append(runs, without, with)
+		checkIngressWithout(t, fmt.Sprintf("run %d without lastcall", i+1), without)
+		checkIngressWith(t, fmt.Sprintf("run %d with lastcall", i+1), with)
 		if i == 0 {
-			png := filepath.Join(env.Root, "_output", "e2e", "ingress", name+".png")
-			if err := timeline.Write(png, fmt.Sprintf("%s of nginx + php-fpm behind Traefik %s, open-loop %.0f req/s", pair[0].Action, tr.Version, pair[0].Options.Rate),
-				pair[0].Panel("without lastcall"), pair[1].Panel("with lastcall")); err != nil {
-				t.Errorf("picture: %v", err)
-			} else {
-				t.Logf("picture of run 1: %s", png)
-			}
+			writeIngressPicture(t, env, tr, name, without, with)
 		}
 	}
 	checkIngressLatency(t, runs)
+	writeIngressTable(t, env, tr, name, runs)
+}
+
+// writeIngressPicture draws the pair into _output/e2e/ingress/<name>.png.
+func writeIngressPicture(t *testing.T, env *framework.Env, tr *scenario.Traefik, name string, without, with *scenario.IngressResult) {
+	t.Helper()
+	title := "with lastcall"
+	if with.Mode != "" {
+		title += " (" + with.Mode + ")"
+	}
+	png := filepath.Join(env.Root, "_output", "e2e", "ingress", name+".png")
+	if err := timeline.Write(png, fmt.Sprintf("%s of nginx + php-fpm behind Traefik %s, open-loop %.0f req/s", without.Action, tr.Version, without.Options.Rate),
+		without.Panel("without lastcall"), with.Panel(title)); err != nil {
+		t.Errorf("picture: %v", err)
+	} else {
+		t.Logf("picture of %s and %s: %s", without.Namespace, with.Namespace, png)
+	}
+}
+
+// writeIngressTable logs the table of runs and writes it to _output/e2e/ingress/<name>.md.
+func writeIngressTable(t *testing.T, env *framework.Env, tr *scenario.Traefik, name string, runs []*scenario.IngressResult) {
+	t.Helper()
 	table := scenario.IngressTable(runs...)
 	t.Logf("Traefik %s, every run:\n%s", tr.Version, table)
 	md := filepath.Join(env.Root, "_output", "e2e", "ingress", name+".md")
-	if err := os.WriteFile(md, []byte(table), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Dir(md), 0o755); err != nil {
+		t.Errorf("table: %v", err)
+	} else if err := os.WriteFile(md, []byte(table), 0o644); err != nil {
 		t.Errorf("table: %v", err)
 	}
 }
@@ -140,38 +170,52 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func checkIngressPair(t *testing.T, run int, without, with *scenario.IngressResult) {
+// checkIngressWithout: the run without lastcall shows the problem (some requests failed), its pods were not
+// changed, and it had the load to mean something.
+func checkIngressWithout(t *testing.T, what string, r *scenario.IngressResult) {
 	t.Helper()
-	for _, p := range without.Pods {
+	for _, p := range r.Pods {
 		if isInjected(&p) {
-			t.Errorf("run %d: pod %s in the namespace without the label was injected", run, p.Name)
+			t.Errorf("%s: pod %s in the namespace without the label was injected", what, p.Name)
 		}
 	}
-	for _, p := range with.Pods {
+	if n := len(r.Failures()); n == 0 {
+		t.Errorf("%s: 0 of %d requests failed; the scenario must show the problem it fixes", what, len(r.Records))
+	}
+	checkIngressLoad(t, what, r)
+}
+
+// checkIngressWith: the run with lastcall lost no request, every pod left has lastcall's record of the two
+// profiles, and it had the load to mean something.
+func checkIngressWith(t *testing.T, what string, r *scenario.IngressResult) {
+	t.Helper()
+	for _, p := range r.Pods {
 		if p.Annotations[annInjected] != "nginx=nginx,php=php-fpm" {
-			t.Errorf("run %d: pod %s in the opted-in namespace: %s = %q", run, p.Name, annInjected, p.Annotations[annInjected])
+			t.Errorf("%s: pod %s in the opted-in namespace: %s = %q", what, p.Name, annInjected, p.Annotations[annInjected])
 		}
 	}
-	if n := len(without.Failures()); n == 0 {
-		t.Errorf("run %d without lastcall: 0 of %d requests failed; the scenario must show the problem it fixes", run, len(without.Records))
+	if n := len(r.Failures()); n != 0 {
+		t.Errorf("%s: %d of %d requests failed, want 0", what, n, len(r.Records))
 	}
-	if n := len(with.Failures()); n != 0 {
-		t.Errorf("run %d with lastcall: %d of %d requests failed, want 0", run, n, len(with.Records))
+	checkIngressLoad(t, what, r)
+}
+
+// checkIngressLoad: at least MinRequests requests, on kept-alive and fresh connections both, and Traefik seen
+// dropping an old pod.
+func checkIngressLoad(t *testing.T, what string, r *scenario.IngressResult) {
+	t.Helper()
+	reused := 0
+	for _, rec := range r.Records {
+		if rec.Reused {
+			reused++
+		}
 	}
-	for _, r := range []*scenario.IngressResult{without, with} {
-		reused := 0
-		for _, rec := range r.Records {
-			if rec.Reused {
-				reused++
-			}
-		}
-		if len(r.Records) < r.Options.MinRequests || reused == 0 || reused == len(r.Records) {
-			t.Errorf("run %d %s: %d requests, %d on kept-alive connections; want >= %d with both kept-alive and fresh ones",
-				run, r.Namespace, len(r.Records), reused, r.Options.MinRequests)
-		}
-		if len(r.Drops) == 0 {
-			t.Errorf("run %d %s: no old pod seen leaving Traefik's servers: %s", run, r.Namespace, strings.Join(r.EventLines(), "; "))
-		}
+	if len(r.Records) < r.Options.MinRequests || reused == 0 || reused == len(r.Records) {
+		t.Errorf("%s (%s): %d requests, %d on kept-alive connections; want >= %d with both kept-alive and fresh ones",
+			what, r.Namespace, len(r.Records), reused, r.Options.MinRequests)
+	}
+	if len(r.Drops) == 0 {
+		t.Errorf("%s (%s): no old pod seen leaving Traefik's servers: %s", what, r.Namespace, strings.Join(r.EventLines(), "; "))
 	}
 }
 
@@ -179,7 +223,7 @@ func checkIngressPair(t *testing.T, run int, without, with *scenario.IngressResu
 // settings, Kubernetes Ingress provider on EndpointSlices) under an open-loop load of 100 requests/s, 80%
 // short and 20% slow, half on kept-alive connections, never retried. Not parallel: it measures.
 func TestIngressRolloutUnderLoad(t *testing.T) {
-	compareIngress(t, "rollout", scenario.IngressOptions{Replicas: 3})
+	compareIngress(t, "rollout", rolloutIngress)
 }
 
 // Issue 16: the same app scaled down from 3 replicas to 1 under the same load.

@@ -20,6 +20,11 @@ const (
 	LastcallRelease    = "lastcall"
 	LastcallDeployment = "lastcall"
 	LastcallWebhook    = "lastcall" // the MutatingWebhookConfiguration
+	// LastcallPolicyRelease is the chart installed with mode=policy next to the webhook release: only the
+	// admission policies (the CRD stays the webhook release's). The policies' names are fixed by the chart's
+	// pre-rendered files: the MutatingAdmissionPolicy and its binding are both LastcallPolicy.
+	LastcallPolicyRelease = "lastcall-policy"
+	LastcallPolicy        = "lastcall"
 	// LabelInject opts a namespace in (value "enabled") or a pod out (value "disabled").
 	LabelInject = "lastcall.dev/inject"
 )
@@ -123,6 +128,41 @@ func (e *Env) ScaleLastcall(ctx context.Context, replicas int) error {
 		pods, err := e.Client.CoreV1().Pods(LastcallNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=lastcall"})
 		return err == nil && len(pods.Items) == 0, nil
 	})
+}
+
+// InstallLastcallPolicy installs lastcall in policy mode with its Helm chart (mode=policy) as a second release
+// next to the webhook's: the MutatingAdmissionPolicy, the warnings ValidatingAdmissionPolicy and their bindings,
+// with the shim image of LastcallVersion, and nothing else (crds.install=false: the CRD belongs to the webhook
+// release, and Helm refuses an object another release owns). The API server loads policies asynchronously:
+// the caller waits until they apply.
+func (e *Env) InstallLastcallPolicy(ctx context.Context) error {
+	out, err := e.Helm(ctx, "upgrade", "--install", LastcallPolicyRelease, "charts/lastcall", "-n", LastcallNamespace,
+		"--create-namespace", "--set", "mode=policy", "--set", "crds.install=false", "--set", "image.tag="+LastcallVersion())
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
+// UninstallLastcallPolicy removes the policy-mode release.
+func (e *Env) UninstallLastcallPolicy(ctx context.Context) error {
+	out, err := e.Helm(ctx, "uninstall", LastcallPolicyRelease, "-n", LastcallNamespace, "--wait", "--timeout", "1m")
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
+// LastcallReplicas is the webhook Deployment's wanted number of replicas.
+func (e *Env) LastcallReplicas(ctx context.Context) (int, error) {
+	d, err := e.Client.AppsV1().Deployments(LastcallNamespace).Get(ctx, LastcallDeployment, metav1.GetOptions{})
+	if err != nil {
+		return 0, err
+	}
+	if d.Spec.Replicas == nil {
+		return 1, nil
+	}
+	return int(*d.Spec.Replicas), nil
 }
 
 // LastcallLogs returns the logs of every webhook pod, concatenated.

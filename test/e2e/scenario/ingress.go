@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -90,6 +91,7 @@ type PodEvent struct {
 type IngressResult struct {
 	Namespace string
 	Lastcall  bool
+	Mode      string    // how lastcall served the namespace, set by the caller for the table ("policy mode"); "": the webhook
 	Action    string    // "rollout restart" or "scale 3 -> 1"
 	Zero      time.Time // the kubectl command
 	Rollout   time.Duration
@@ -101,6 +103,19 @@ type IngressResult struct {
 	// new requests (fenced or removed in its API, polled every 100 ms).
 	Drops   map[string]time.Duration
 	Options IngressOptions
+}
+
+// IngressApp returns the ConfigMap, Deployment and Service of the app as RunIngress deploys them with o.
+func IngressApp(o IngressOptions) (*corev1.ConfigMap, *appsv1.Deployment, *corev1.Service) {
+	o.defaults()
+	cm, d, svc := webAppObjects(o.Replicas, "20s", o.PHPChildren)
+	// One pod takes all of the ~45 requests in flight after the scale-down: a readiness probe that fails on
+	// one slow answer (the other scenarios' setting) would take the last pod out of the Service under CPU
+	// contention, and Traefik answers 404 for a service without servers. Three misses, as a production
+	// probe would allow; the same with and without lastcall, and not involved in how a pod stops.
+	d.Spec.Template.Spec.Containers[0].ReadinessProbe.FailureThreshold = 3
+	d.Spec.Template.Spec.Containers[0].ReadinessProbe.TimeoutSeconds = 2
+	return cm, d, svc
 }
 
 // RunIngress deploys the app and its Ingress in ns (which must exist), waits until Traefik routes to every
@@ -117,13 +132,7 @@ func RunIngress(ctx context.Context, env *framework.Env, tr *Traefik, ns string,
 	if o.ScaleTo > 0 {
 		res.Action = fmt.Sprintf("scale %d -> %d", o.Replicas, o.ScaleTo)
 	}
-	cm, d, svc := webAppObjects(o.Replicas, "20s", o.PHPChildren)
-	// One pod takes all of the ~45 requests in flight after the scale-down: a readiness probe that fails on
-	// one slow answer (the other scenarios' setting) would take the last pod out of the Service under CPU
-	// contention, and Traefik answers 404 for a service without servers. Three misses, as a production
-	// probe would allow; the same with and without lastcall, and not involved in how a pod stops.
-	d.Spec.Template.Spec.Containers[0].ReadinessProbe.FailureThreshold = 3
-	d.Spec.Template.Spec.Containers[0].ReadinessProbe.TimeoutSeconds = 2
+	cm, d, svc := IngressApp(o)
 	if _, err := env.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
@@ -457,6 +466,9 @@ func IngressTable(runs ...*IngressResult) string {
 		name := "without lastcall"
 		if r.Lastcall {
 			name = "with lastcall"
+			if r.Mode != "" {
+				name += " (" + r.Mode + ")"
+			}
 		}
 		by := map[string]int{}
 		reused := 0
