@@ -102,11 +102,20 @@ func liveInput(ctx context.Context, get kubectlGetter, l liveFlags, ref string, 
 	if items, bad, err := clusterProfiles(ctx, get); err != nil {
 		notes = append(notes, "cannot read ShutdownProfiles ("+firstLine1(err.Error())+"): using the built-in catalog only")
 	} else {
+		// The webhook leaves out a ShutdownProfile its catalog refuses; so does the explanation, with a note
+		// (the files written below must not fail as --profiles would).
+		_, refused := v1alpha1.Catalog(items)
+		for n, err := range refused {
+			bad[n] = err
+		}
 		for _, n := range sortedKeys(bad) {
-			notes = append(notes, fmt.Sprintf("ShutdownProfile/%s: %v: left out", n, bad[n]))
+			notes = append(notes, fmt.Sprintf("ShutdownProfile/%s: %s: left out, as the webhook does", n, oneLine(bad[n].Error())))
 		}
 		var b strings.Builder
 		for i := range items {
+			if bad[items[i].Name] != nil {
+				continue
+			}
 			y, err := yaml.Marshal(&items[i])
 			if err != nil {
 				return "", "", nil, err
@@ -114,7 +123,7 @@ func liveInput(ctx context.Context, get kubectlGetter, l liveFlags, ref string, 
 			b.WriteString("---\n")
 			b.Write(y)
 		}
-		if len(items) > 0 {
+		if b.Len() > 0 {
 			f.profiles = filepath.Join(dir, "profiles.yaml")
 			if err := os.WriteFile(f.profiles, []byte(b.String()), 0o600); err != nil {
 				return "", "", nil, err

@@ -62,6 +62,30 @@ func TestExplainLiveObject(t *testing.T) {
 		}
 	}
 
+	// A ShutdownProfile the catalog refuses (a bad glob) or this CLI cannot decode is left out with a note, as
+	// the webhook leaves it out; the good one still applies.
+	kubectl = fakeKubectl(t, map[string]string{
+		"get deploy/web -n shop -o json": liveDeployment,
+		"get namespace shop -o json":     `{"metadata":{"name":"shop","labels":{"lastcall.dev/inject":"enabled"}}}`,
+		"get shutdownprofiles.lastcall.dev -o json": `{"items":[{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"nginx"},"spec":{"drainDelay":"9s"}},` +
+			`{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"globby"},"spec":{"stopSignal":"SIGTERM","match":{"images":["[abc"]}}},` +
+			`{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"future"},"spec":{"stopSignal":"SIGTERM","drainJitter":"1s"}}]}`,
+	})
+	out.Reset()
+	errb.Reset()
+	code = Run([]string{"explain", "deploy/web", "-n", "shop", "--kubectl", kubectl}, nil, &out, &errb)
+	if code != ExitOK || !strings.Contains(out.String(), "9s") {
+		t.Fatalf("exit %d, output:\n%s\nstderr: %s", code, out.String(), errb.String())
+	}
+	for _, want := range []string{
+		`lastcall: note: ShutdownProfile/globby: match.images[0] "[abc": bad glob: syntax error in pattern: left out, as the webhook does`,
+		`lastcall: note: ShutdownProfile/future: error unmarshaling JSON: while decoding JSON: json: unknown field "drainJitter": left out`,
+	} {
+		if !strings.Contains(errb.String(), want) {
+			t.Fatalf("stderr lacks %q: %s", want, errb.String())
+		}
+	}
+
 	// A namespace without lastcall's label: explained as the webhook would see it, not selected.
 	kubectl = fakeKubectl(t, map[string]string{
 		"get deploy/web -n shop -o json": liveDeployment,
