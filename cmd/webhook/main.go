@@ -1,10 +1,12 @@
-// Command lastcall-webhook serves lastcall's mutating admission webhook for Pods.
+// Command lastcall-webhook serves lastcall's mutating admission webhook for Pods, or, with
+// --policy-controller, keeps policy mode's admission policies rendered from the cluster's ShutdownProfiles.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -30,6 +32,11 @@ func main() {
 	flag.BoolVar(&o.Observe, "observe", true, "record how managed pods' containers shut down (metrics, ShutdownKilled events, /shutdowns); one replica at a time, by a Lease")
 	flag.BoolVar(&o.ObserverWorkloadLabels, "observer-workload-labels", true, "label shutdown metrics with namespace and workload (false: fewer series on very large clusters)")
 	flag.StringVar(&o.ObserverLease, "observer-lease", observer.DefaultLease, "Lease (in --namespace) that elects the observing replica")
+	flag.BoolVar(&o.PolicyController, "policy-controller", false, "policy mode: render the admission policies from the policy file and the ShutdownProfiles and keep them applied, instead of serving the webhook (no webhook server, no certificates); one replica at a time, by a Lease")
+	flag.StringVar(&o.PolicyLease, "policy-lease", server.DefaultPolicyLease, "Lease (in --namespace) that elects the rendering replica (--policy-controller)")
+	flag.StringVar(&o.PolicyName, "policy-name", "lastcall", "name of the admission policies and bindings (--policy-controller)")
+	flag.StringVar(&o.NamespaceSelection, "namespace-selector", "optIn", "namespaces the policies serve (--policy-controller): optIn (labelled lastcall.dev/inject=enabled) or all (all but those labelled disabled), as lastcall policy render")
+	excluded := flag.String("exclude-namespaces", "", "comma-separated namespaces the policies never serve, besides kube-system, kube-public, kube-node-lease and --namespace (--policy-controller)")
 	flag.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	flag.StringVar(&o.LogLevel, "log-level", "info", "info or debug")
 	flag.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "after SIGTERM, how long admissions in flight may finish (negative: stop at once)")
@@ -38,6 +45,11 @@ func main() {
 	if *showVersion {
 		fmt.Println(version.Version)
 		return
+	}
+	for _, n := range strings.Split(*excluded, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			o.ExcludeNamespaces = append(o.ExcludeNamespaces, n)
+		}
 	}
 	log, err := server.NewLogger(o.LogFormat, o.LogLevel)
 	if err != nil {

@@ -20,10 +20,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -39,6 +37,7 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/namespaces"
 	"github.com/lastcall-dev/lastcall/internal/observer"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/policy"
 	"github.com/lastcall-dev/lastcall/pkg/version"
 	"github.com/lastcall-dev/lastcall/pkg/webhook"
 )
@@ -58,6 +57,19 @@ type Options struct {
 	// cert-controller's defaults (10 years, renewed 90 days before expiry, checked every 12 hours). Tests
 	// shorten them to force rotations.
 	ServerCertValidity, RenewBefore, RotationCheck time.Duration
+	// PolicyController runs the policy controller of policy mode (internal/policyctl) instead of the webhook:
+	// no webhook server, no certificates, no namespace index. It is leader-elected through the Lease
+	// PolicyLease in Namespace; the observer can run next to it.
+	PolicyController bool
+	PolicyLease      string
+	// PolicyName names the policies and bindings (the chart's release name); NamespaceSelection is optIn
+	// (the default) or all, as the chart's webhook.namespaceSelector.mode; ExcludeNamespaces are never served
+	// (Namespace is added).
+	PolicyName, NamespaceSelection string
+	ExcludeNamespaces              []string
+	// PolicyEdit changes each render before it is applied; tests use it to make a render the API server
+	// rejects. The binary never sets it.
+	PolicyEdit func(*policy.Policies)
 	// ShutdownTimeout bounds how long in-flight admissions may finish after SIGTERM (the manager's graceful
 	// shutdown); zero means controller-runtime's default (30 s), negative means no graceful shutdown.
 	ShutdownTimeout time.Duration
@@ -107,9 +119,12 @@ func loadPolicy(path string, log logr.Logger) (mutate.Policy, error) {
 
 // Run serves until ctx ends. cfg is the API server to talk to.
 func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) error {
-	policy, err := loadPolicy(o.Config, log)
+	pol, err := loadPolicy(o.Config, log)
 	if err != nil {
 		return err
+	}
+	if o.PolicyController {
+		return runPolicyController(ctx, cfg, o, pol, log)
 	}
 	if o.CertMode != "self" && o.CertMode != "external" {
 		return fmt.Errorf("--cert-mode %q: want self or external", o.CertMode)
@@ -121,14 +136,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	if err != nil {
 		log.Error(err, "cannot read the server version; assuming a current server")
 	}
-	caps := mutate.ResolveCapabilities(policy.Capabilities, minor)
+	caps := mutate.ResolveCapabilities(pol.Capabilities, minor)
 	log.Info("starting", "version", version.Version, "serverMinor", minor, "preStopSleep", caps.PreStopSleep, "stopSignal", caps.StopSignal, "certMode", o.CertMode)
 
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := newScheme()
+	if err != nil {
 		return err
 	}
 	// The observer is built before the manager: its summaries are served next to /metrics.
@@ -143,12 +155,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 	// On SIGTERM the webhook server stops accepting connections and waits for the admissions in flight
 	// (http.Server.Shutdown); the manager gives it this long before it returns.
-	switch {
-	case o.ShutdownTimeout > 0:
-		mopts.GracefulShutdownTimeout = &o.ShutdownTimeout
-	case o.ShutdownTimeout < 0:
-		mopts.GracefulShutdownTimeout = new(time.Duration(0))
-	}
+	mopts.GracefulShutdownTimeout = gracefulShutdown(o.ShutdownTimeout)
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
@@ -175,7 +182,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 
 	handler := &webhook.Handler{
-		Engine:     mutate.New(mutate.Options{Policy: policy, Capabilities: caps, Version: version.Version}),
+		Engine:     mutate.New(mutate.Options{Policy: pol, Capabilities: caps, Version: version.Version}),
 		Namespaces: nsIndex,
 		Profiles:   profilesR,
 		Log:        log.WithName("admission"),
@@ -252,6 +259,18 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// gracefulShutdown is the manager's GracefulShutdownTimeout for --shutdown-timeout: zero is
+// controller-runtime's default, negative none.
+func gracefulShutdown(d time.Duration) *time.Duration {
+	switch {
+	case d > 0:
+		return &d
+	case d < 0:
+		return new(time.Duration(0))
+	}
+	return nil
 }
 
 // newObserver builds the shutdown observer when o.Observe is set. It has its own leader election (see

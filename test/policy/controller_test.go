@@ -1,0 +1,322 @@
+package policy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/policyctl"
+	"github.com/lastcall-dev/lastcall/internal/server"
+	"github.com/lastcall-dev/lastcall/internal/testenv"
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+	"github.com/lastcall-dev/lastcall/pkg/policy"
+	"github.com/lastcall-dev/lastcall/pkg/version"
+)
+
+// The policy controller, run as the binary runs it (--policy-controller, leader-elected through a Lease),
+// renders the built-ins at start, follows ShutdownProfiles without restarting anything, leaves out (and
+// reports) a profile the compiler refuses, never applies a render the API server rejects, and when it stops
+// admission goes on with the last render. The steps share one controller and build on each other.
+func TestPolicyController(t *testing.T) {
+	const (
+		name   = "ctl"        // the policies' name (other tests own "lastcall" and "lc-*")
+		served = "ctl-served" // a namespace the policies serve (opt-in)
+		home   = "ctl-system" // the controller's namespace (its Lease; never served)
+	)
+	ctx := context.Background()
+	// The manager logs through controller-runtime's global logger; without one it prints a warning.
+	ctrllog.SetLogger(logr.Discard())
+	namespace(t, served, map[string]string{mutate.LabelInject: "enabled"}, nil)
+	namespace(t, home, map[string]string{mutate.LabelInject: "enabled"}, nil)
+	t.Cleanup(func() { cleanupController(t, name) })
+
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte("defaultProfile: http\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// breakWarnings makes the next renders' second object (the warnings policy) one the API server refuses:
+	// without the dry run of the whole set, the first object (the mutating policy) would be applied before
+	// the error, and pods would get the new render.
+	var breakWarnings atomic.Bool
+	probe, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctlCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctlCtx, cfg, server.Options{
+			Config: policyFile, PolicyController: true, PolicyName: name, Namespace: home,
+			MetricsAddr: "0", ProbeAddr: probe,
+			PolicyEdit: func(ps *policy.Policies) {
+				if breakWarnings.Load() {
+					ps.Warn.Spec.Validations[0].Expression = "size(variables.warnings) <= "
+				}
+			},
+		}, logr.Discard())
+	}()
+	stopped := false
+	stopController := func() {
+		if !stopped {
+			stopped = true
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("the controller returned %v", err)
+			}
+		}
+	}
+	t.Cleanup(stopController)
+	if err := testenv.WaitReady(probe, done, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	pod := func(image string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: served},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}}}
+	}
+	// injectedAs waits until a pod of image gets the record want and, unless grace is 0, that grace period
+	// (within 30 s: the API server loads policies asynchronously) and returns it.
+	injectedAs := func(t *testing.T, image, want string, grace int64) *corev1.Pod {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, _, err := create(pod(image), true)
+			g := int64(-1)
+			if got.Spec.TerminationGracePeriodSeconds != nil {
+				g = *got.Spec.TerminationGracePeriodSeconds
+			}
+			if err == nil && got.Annotations[mutate.AnnotationInjected] == want && (grace == 0 || g == grace) {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a pod of %s: record %q grace %d (err %v) after 30s, want %q grace %d", image, got.Annotations[mutate.AnnotationInjected], g, err, want, grace)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	condition := func(t *testing.T, profile string, ok func(*metav1.Condition, *v1alpha1.ShutdownProfile) bool) *metav1.Condition {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var sp v1alpha1.ShutdownProfile
+			if err := k8s.Get(ctx, client.ObjectKey{Name: profile}, &sp); err != nil {
+				t.Fatal(err)
+			}
+			c := meta.FindStatusCondition(sp.Status.Conditions, policyctl.ConditionType)
+			if c != nil && ok(c, &sp) {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ShutdownProfile %s: condition %s is %+v after 30s", profile, policyctl.ConditionType, c)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	opts := policy.Options{Name: name, Policy: mutate.DefaultPolicy(), Version: version.Version, ExcludeNamespaces: []string{home},
+		Capabilities: mutate.ResolveCapabilities(mutate.DefaultPolicy().Capabilities, policy.MinKubernetesMinor)}
+
+	// appliedIs checks that the mutating policy on the server is what the compiler makes of items (the
+	// ShutdownProfiles the controller should have rendered), field for field.
+	appliedIs := func(t *testing.T, items ...v1alpha1.ShutdownProfile) {
+		t.Helper()
+		o := opts
+		o.Catalog, _ = v1alpha1.Catalog(items)
+		want, err := policy.Compile(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got admissionregistrationv1.MutatingAdmissionPolicy
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(want.Mutating.Spec.Mutations, got.Spec.Mutations); d != "" {
+			t.Errorf("applied mutation differs from the compiler's (-want +got):\n%s", d)
+		}
+		if d := cmp.Diff(want.Mutating.Spec.Variables, got.Spec.Variables); d != "" {
+			t.Errorf("applied variables differ from the compiler's (-want +got):\n%s", d)
+		}
+	}
+
+	t.Run("the built-ins are rendered at start", func(t *testing.T) {
+		injectedAs(t, "nginx:1.27", "app=nginx", 32)
+		injectedAs(t, "example.com/acme-server:1", "app=http", 32)
+		// What is applied is what `lastcall policy render` compiles for the same inputs, owned by the
+		// controller's field manager.
+		appliedIs(t)
+		var got admissionregistrationv1.MutatingAdmissionPolicy
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if m := got.ManagedFields; len(m) != 1 || m[0].Manager != policyctl.FieldOwner || m[0].Operation != metav1.ManagedFieldsOperationApply {
+			t.Errorf("managed fields %+v: want one apply by %s", m, policyctl.FieldOwner)
+		}
+		// The controller's own namespace is never served, even when labelled.
+		p := pod("nginx:1.27")
+		p.Namespace = home
+		if got, _, err := create(p, true); err != nil || got.Annotations[mutate.AnnotationInjected] != "" {
+			t.Errorf("a pod in %s: record %q (%v); want none", home, got.Annotations[mutate.AnnotationInjected], err)
+		}
+	})
+
+	t.Run("a new ShutdownProfile applies to the next pod", func(t *testing.T) {
+		delay, timeout := metav1.Duration{Duration: 2 * time.Second}, metav1.Duration{Duration: 40 * time.Second}
+		sp := &v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "acme"}, Spec: v1alpha1.ShutdownProfileSpec{
+			StopSignal: "SIGQUIT", DrainDelay: &delay, DrainTimeout: &timeout, Match: &v1alpha1.ProfileMatch{Images: []string{"acme-server"}}}}
+		if err := k8s.Create(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+		injectedAs(t, "example.com/acme-server:1", "app=acme", 44) // 2s + 40s + 2s
+		c := condition(t, "acme", func(c *metav1.Condition, sp *v1alpha1.ShutdownProfile) bool {
+			return c.ObservedGeneration == sp.Generation
+		})
+		if c.Status != metav1.ConditionTrue || c.Reason != policyctl.ReasonCompiled {
+			t.Errorf("acme: %+v, want True/%s", c, policyctl.ReasonCompiled)
+		}
+	})
+
+	t.Run("a profile the compiler refuses is left out and reported, the others stay", func(t *testing.T) {
+		// 1500us is a valid ShutdownProfile (the webhook uses it), but policy mode renders milliseconds.
+		delay := metav1.Duration{Duration: 1500 * time.Microsecond}
+		sp := &v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "fine-grained"}, Spec: v1alpha1.ShutdownProfileSpec{
+			StopSignal: "SIGTERM", DrainDelay: &delay, Match: &v1alpha1.ProfileMatch{Images: []string{"fine-grained"}}}}
+		// The baseline: with it, the whole catalog does not compile.
+		withIt, errs := v1alpha1.Catalog([]v1alpha1.ShutdownProfile{*sp})
+		if len(errs) > 0 {
+			t.Fatalf("the webhook refuses the profile too (%v): not a case for this test", errs)
+		}
+		o := opts
+		o.Catalog = withIt
+		if _, err := policy.Compile(o); err == nil {
+			t.Fatal("the compiler accepts a 1500us drainDelay: find another profile it refuses")
+		}
+		if err := k8s.Create(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+		c := condition(t, "fine-grained", func(c *metav1.Condition, _ *v1alpha1.ShutdownProfile) bool { return true })
+		if c.Status != metav1.ConditionFalse || c.Reason != policyctl.ReasonNotCompilable || !strings.Contains(c.Message, "drainDelay 1.5ms") || !strings.Contains(c.Message, "millisecond") {
+			t.Errorf("fine-grained: %+v; want False/%s naming drainDelay 1.5ms", c, policyctl.ReasonNotCompilable)
+		}
+		injectedAs(t, "example.com/acme-server:1", "app=acme", 44)
+		injectedAs(t, "example.com/fine-grained:1", "app=http", 32)
+	})
+
+	t.Run("the webhook's condition is left alone", func(t *testing.T) {
+		var sp v1alpha1.ShutdownProfile
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "acme"}, &sp); err != nil {
+			t.Fatal(err)
+		}
+		meta.SetStatusCondition(&sp.Status.Conditions, metav1.Condition{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Valid", Message: "in use by the webhook"})
+		if err := k8s.Status().Update(ctx, &sp, client.FieldOwner("lastcall-webhook")); err != nil {
+			t.Fatal(err)
+		}
+		sp.Spec.DrainDelay = &metav1.Duration{Duration: 3 * time.Second}
+		if err := k8s.Update(ctx, &sp); err != nil {
+			t.Fatal(err)
+		}
+		gen := sp.Generation
+		condition(t, "acme", func(c *metav1.Condition, _ *v1alpha1.ShutdownProfile) bool { return c.ObservedGeneration == gen })
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "acme"}, &sp); err != nil {
+			t.Fatal(err)
+		}
+		if a := meta.FindStatusCondition(sp.Status.Conditions, "Accepted"); a == nil || a.Message != "in use by the webhook" {
+			t.Errorf("the webhook's Accepted condition is %+v after the controller's update", a)
+		}
+		injectedAs(t, "example.com/acme-server:1", "app=acme", 45) // 3s + 40s + 2s
+	})
+
+	t.Run("a render the API server rejects is never applied", func(t *testing.T) {
+		breakWarnings.Store(true)
+		defer breakWarnings.Store(false)
+		var sp v1alpha1.ShutdownProfile
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "acme"}, &sp); err != nil {
+			t.Fatal(err)
+		}
+		sp.Spec.DrainTimeout = &metav1.Duration{Duration: 50 * time.Second}
+		if err := k8s.Update(ctx, &sp); err != nil {
+			t.Fatal(err)
+		}
+		c := condition(t, "acme", func(c *metav1.Condition, sp *v1alpha1.ShutdownProfile) bool {
+			return c.ObservedGeneration == sp.Generation
+		})
+		if c.Status != metav1.ConditionFalse || c.Reason != policyctl.ReasonRenderRejected || !strings.Contains(c.Message, "ValidatingAdmissionPolicy") {
+			t.Errorf("acme after a rejected render: %+v; want False/%s naming the object", c, policyctl.ReasonRenderRejected)
+		}
+		// The last good render (timeout 40s) is what the API server runs.
+		// (The pod alone would not show it: the API server may not have loaded a new render yet.)
+		injectedAs(t, "example.com/acme-server:1", "app=acme", 45)
+		// The object on the server is the last good render.
+		good := sp.DeepCopy()
+		good.Spec.DrainTimeout = &metav1.Duration{Duration: 40 * time.Second}
+		appliedIs(t, *good)
+	})
+
+	t.Run("when the controller stops, admission goes on with the last render", func(t *testing.T) {
+		// A good render first, so the last render has timeout 50s.
+		var sp v1alpha1.ShutdownProfile
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "acme"}, &sp); err != nil {
+			t.Fatal(err)
+		}
+		sp.Spec.Description = "re-render"
+		if err := k8s.Update(ctx, &sp); err != nil {
+			t.Fatal(err)
+		}
+		condition(t, "acme", func(c *metav1.Condition, sp *v1alpha1.ShutdownProfile) bool {
+			return c.ObservedGeneration == sp.Generation && c.Status == metav1.ConditionTrue
+		})
+		injectedAs(t, "example.com/acme-server:1", "app=acme", 55) // 3s + 50s + 2s
+		stopController()
+		got, _, err := create(pod("example.com/acme-server:1"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, g := got.Annotations[mutate.AnnotationInjected], *got.Spec.TerminationGracePeriodSeconds; r != "app=acme" || g != 55 {
+			t.Errorf("with the controller stopped: record %q grace %d, want app=acme and 55 (3s + 50s + 2s)", r, g)
+		}
+		// Nothing renders any more: a new profile is not picked up.
+		later := &v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "later"}, Spec: v1alpha1.ShutdownProfileSpec{
+			StopSignal: "SIGINT", Match: &v1alpha1.ProfileMatch{Images: []string{"later-server"}}}}
+		if err := k8s.Create(ctx, later); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		p := pod("example.com/later-server:1")
+		p.Name = "later"
+		if got, _, err := create(p, true); err != nil || got.Annotations[mutate.AnnotationInjected] != "app=http" {
+			t.Errorf("a pod of a profile created after the stop: record %q (%v), want app=http", got.Annotations[mutate.AnnotationInjected], err)
+		}
+	})
+}
+
+// cleanupController removes what TestPolicyController created, so that later tests see neither its
+// policies nor its ShutdownProfiles.
+func cleanupController(t *testing.T, name string) {
+	ctx := context.Background()
+	for _, o := range []client.Object{
+		&admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name + "-warnings"}},
+		&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name + "-warnings"}},
+		&v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "acme"}},
+		&v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "fine-grained"}},
+		&v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "later"}},
+	} {
+		if err := k8s.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+}
