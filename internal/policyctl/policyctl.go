@@ -208,52 +208,40 @@ func leftOut(v map[string]verdict) []string {
 	return out
 }
 
-// compile renders the catalog of every ShutdownProfile the compiler accepts. Profiles the webhook refuses
-// are left out by v1alpha1.Catalog (the webhook's own layering); when the rest does not compile, each
-// profile is compiled alone over the built-ins to find the ones at fault (compile problems are properties of
-// one profile), and those are left out too.
+// compile renders the catalog of every ShutdownProfile that can be compiled; the others are left out
+// (policy.Layer: the webhook's layering, then the compiler's per-profile problems) and get a False verdict.
 func (r *Reconciler) compile(items []v1alpha1.ShutdownProfile) (*policy.Policies, map[string]verdict, error) {
-	verdicts := make(map[string]verdict, len(items))
-	cat, invalid := v1alpha1.Catalog(items)
-	var good []v1alpha1.ShutdownProfile
+	ovs := make([]profiles.Override, 0, len(items))
 	for i := range items {
-		if err, bad := invalid[items[i].Name]; bad {
-			verdicts[items[i].Name] = verdict{metav1.ConditionFalse, ReasonInvalid, "left out of the policy: " + err.Error()}
-			continue
+		ovs = append(ovs, items[i].Override())
+	}
+	cat, refused, problems := policy.Layer(ovs)
+	verdicts := make(map[string]verdict, len(items))
+	builtins := profiles.Builtins()
+	for i := range items {
+		n := items[i].Name
+		_, builtin := builtins.Get(n)
+		out := "left out of the admission policy"
+		if builtin {
+			out += " (pods get the built-in " + n + ")"
 		}
-		good = append(good, items[i])
+		switch {
+		case refused[n] != nil:
+			verdicts[n] = verdict{metav1.ConditionFalse, ReasonInvalid, strings.ReplaceAll(refused[n].Error(), "\n", "; ") + ": " + out}
+		case len(problems[n]) > 0:
+			verdicts[n] = verdict{metav1.ConditionFalse, ReasonNotCompilable, strings.Join(problems[n], "; ") + ": " + out}
+		case builtin:
+			verdicts[n] = verdict{metav1.ConditionTrue, ReasonCompiled, "in the applied admission policy; overrides the built-in profile " + n}
+		default:
+			verdicts[n] = verdict{metav1.ConditionTrue, ReasonCompiled, "in the applied admission policy"}
+		}
 	}
 	ps, err := policy.Compile(r.options(cat))
 	if err != nil {
-		kept := good[:0:0]
-		for i := range good {
-			one, _ := profiles.Builtins().Layer([]profiles.Override{good[i].Override()})
-			if _, perr := policy.Compile(r.options(one)); perr != nil {
-				verdicts[good[i].Name] = verdict{metav1.ConditionFalse, ReasonNotCompilable, "left out of the policy: " + oneLine(perr)}
-				continue
-			}
-			kept = append(kept, good[i])
-		}
-		good = kept
-		cat, _ = v1alpha1.Catalog(good)
-		if ps, err = policy.Compile(r.options(cat)); err != nil {
-			return nil, nil, fmt.Errorf("compile the policy without the profiles that do not compile alone: %w", err)
-		}
-	}
-	for i := range good {
-		msg := "in the applied admission policy"
-		if _, builtin := profiles.Builtins().Get(good[i].Name); builtin {
-			msg += "; overrides the built-in profile " + good[i].Name
-		}
-		verdicts[good[i].Name] = verdict{metav1.ConditionTrue, ReasonCompiled, msg}
+		// policy.Layer left out what ProfileProblems knows; what is left is a compiler bug or a setting.
+		return nil, nil, fmt.Errorf("compile the policy: %w", err)
 	}
 	return ps, verdicts, nil
-}
-
-// oneLine turns the compiler's list of problems into a condition message.
-func oneLine(err error) string {
-	s := strings.TrimPrefix(err.Error(), "cannot compile the policy:\n  ")
-	return strings.ReplaceAll(s, "\n  ", "; ")
 }
 
 func unstructuredObjects(ps *policy.Policies) ([]*unstructured.Unstructured, error) {

@@ -127,6 +127,32 @@ func Compile(o Options) (*Policies, error) {
 	return c.objects(patch), nil
 }
 
+// Layer layers ShutdownProfile overrides over the built-ins as the webhook does (profiles.Catalog.Layer) and
+// also leaves out each one this compiler cannot compile (ProfileProblems), so one bad profile never keeps the
+// others out of the policy; a dropped override of a built-in leaves the built-in, as in the webhook. refused
+// (by the layering, as the webhook refuses them) and problems (policy mode only) say why, keyed by name.
+func Layer(overrides []profiles.Override) (catalog *profiles.Catalog, refused map[string]error, problems map[string][]string) {
+	catalog, refused = profiles.Builtins().Layer(overrides)
+	problems = map[string][]string{}
+	keep := make([]profiles.Override, 0, len(overrides))
+	for _, o := range overrides {
+		if _, bad := refused[o.Name]; bad {
+			continue
+		}
+		if p, ok := catalog.Get(o.Name); ok {
+			if probs := ProfileProblems(p); len(probs) > 0 {
+				problems[o.Name] = probs
+				continue
+			}
+		}
+		keep = append(keep, o)
+	}
+	if len(problems) > 0 {
+		catalog, _ = profiles.Builtins().Layer(keep)
+	}
+	return catalog, refused, problems
+}
+
 func (c *compiler) variables() []admissionregistrationv1.Variable {
 	out := make([]admissionregistrationv1.Variable, len(c.vars))
 	for i, v := range c.vars {
