@@ -36,6 +36,7 @@ type compiler struct {
 	o        Options
 	catalog  *profiles.Catalog
 	vars     []variable
+	warnVars []variable // only the warning policy's
 	limit    int64
 	defProf  string
 	defWarn  string
@@ -44,6 +45,8 @@ type compiler struct {
 }
 
 func (c *compiler) add(name, expr string) { c.vars = append(c.vars, variable{name, expr}) }
+
+func (c *compiler) addWarn(name, expr string) { c.warnVars = append(c.warnVars, variable{name, expr}) }
 
 // forJ maps each candidate index j.
 func forJ(expr string) string { return "lists.range(size(variables.cands)).map(j, " + expr + ")" }
@@ -452,6 +455,7 @@ func (c *compiler) addWarnings() {
 			").flatten()")
 	c.add("warnings", "variables.skip != '' || variables.observe ? [] : variables.blocked != '' ? ['lastcall: policy mode cannot handle this pod (' + variables.blocked + '); admitted without graceful-shutdown injection: use the webhook mode for it'] : "+
 		"variables.problemList.map(p, 'lastcall: ' + p) + (variables.planned ? "+strings.Join(render, " + ")+" : [])")
+	c.addFastWarnings()
 }
 
 // patch is the JSONPatch expression: the engine's edits in the order that keeps indexes valid (container
@@ -624,4 +628,57 @@ func writeCEL(b *strings.Builder, x any, subst map[string]string) {
 	case nil:
 		b.WriteString("null")
 	}
+}
+
+// addFastWarnings gives the warning policy a short way for the pods the mutating policy has just handled.
+// The warning policy sees the pod after the mutation, and for most pods the record annotation the mutation
+// wrote already says everything a warning could: with no lastcall annotation on the pod or its namespace
+// (no bad values, no overrides), every container rendered with a known profile (no "-", no "(kept)") and no
+// profile whose drain can exceed maxGracePeriod, the only warning left is the one for a supervised container
+// without an explicit command. Every other pod takes the full way (variables.warnings), which re-runs the
+// engine on the mutated pod. This keeps the second policy from repeating the first one's work on every pod.
+func (c *compiler) addFastWarnings() {
+	P := mutate.Prefix
+	var supervised []string
+	for _, n := range c.catalog.Names() {
+		if p, _ := c.catalog.Get(n); p.Supervise || c.o.Policy.Supervise {
+			supervised = append(supervised, lit(n))
+		}
+	}
+	possible := c.defWarn == "" && c.maxNeeded() <= c.limit
+	rec := "variables.anns[?" + lit(mutate.AnnotationInjected) + "]"
+	c.addWarn("recEntries", rec+".orValue('').split(',')")
+	c.addWarn("fast", strconv.FormatBool(possible)+" && "+rec+".hasValue() && variables.nsDef == '' && "+
+		"variables.anns.all(k, !k.startsWith("+lit(P)+") || k in ["+lit(mutate.AnnotationInjected)+", "+lit(mutate.AnnotationVersion)+"]) && "+
+		"variables.recEntries.all(e, e.matches('^[^=]+=[a-z0-9][a-z0-9.-]*$') && e.substring(e.indexOf('=') + 1) in variables.catalog)")
+	cheap := "[]"
+	if len(supervised) > 0 {
+		cheap = "variables.recEntries.filter(e, e.substring(e.indexOf('=') + 1) in [" + strings.Join(supervised, ", ") + "]).map(e, e.substring(0, e.indexOf('='))).filter(n, " +
+			"object.spec.containers.exists(x, x.name == n && size(x.?command.orValue([])) == 0)).map(n, 'lastcall: container ' + n + " +
+			"\": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\")"
+	}
+	c.addWarn("warningsOut", "variables.fast ? "+cheap+" : variables.warnings")
+}
+
+// maxNeeded is the longest grace (seconds) any pod without lastcall annotations can need with this catalog:
+// the slowest profile's delay plus timeout plus 2s, an upstream's delay at least the slowest proxy's + 1s.
+// User preStop sleeps kept as delays are not covered: their pods are recorded "(kept)" and take the full way.
+func (c *compiler) maxNeeded() int64 {
+	var proxy time.Duration
+	for _, p := range c.catalog.All() {
+		if p.Role == profiles.RoleProxy && p.DrainDelay > proxy {
+			proxy = p.DrainDelay
+		}
+	}
+	var max int64
+	for _, p := range c.catalog.All() {
+		d := p.DrainDelay
+		if p.Role == profiles.RoleUpstream && proxy > 0 && d < proxy+time.Second {
+			d = proxy + time.Second
+		}
+		if n := int64((d + p.DrainTimeout + 2*time.Second + time.Second - 1) / time.Second); n > max {
+			max = n
+		}
+	}
+	return max
 }

@@ -153,9 +153,9 @@ func Layer(overrides []profiles.Override) (catalog *profiles.Catalog, refused ma
 	return catalog, refused, problems
 }
 
-func (c *compiler) variables() []admissionregistrationv1.Variable {
-	out := make([]admissionregistrationv1.Variable, len(c.vars))
-	for i, v := range c.vars {
+func (c *compiler) variables(vars []variable) []admissionregistrationv1.Variable {
+	out := make([]admissionregistrationv1.Variable, len(vars))
+	for i, v := range vars {
 		out[i] = admissionregistrationv1.Variable{Name: v.name, Expression: v.expr}
 	}
 	return out
@@ -180,7 +180,8 @@ func (c *compiler) objects(patch string) *Policies {
 		{Name: "not-windows", Expression: "!has(object.spec.os) || object.spec.os.name != 'windows'"},
 		{Name: "not-mirror-pod", Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
 	}
-	vars := c.variables()
+	vars := c.variables(c.vars)
+	warnVars := c.variables(append(append([]variable(nil), c.vars...), c.warnVars...))
 	out := &Policies{}
 	out.Mutating = &admissionregistrationv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
@@ -209,12 +210,14 @@ func (c *compiler) objects(patch string) *Policies {
 	}
 	for i := 0; i < WarningSlots; i++ {
 		v := admissionregistrationv1.Validation{
-			Expression:        fmt.Sprintf("%ssize(variables.warnings) <= %d", guard, i),
-			MessageExpression: fmt.Sprintf("variables.warnings[%d]", i),
+			Expression: fmt.Sprintf("%ssize(variables.warningsOut) <= %d", guard, i),
+			// The API server evaluates every message expression, failed validation or not: an index out
+			// of range would be an error (and its cost) on every pod.
+			MessageExpression: fmt.Sprintf("size(variables.warningsOut) > %d ? variables.warningsOut[%d] : ''", i, i),
 			Reason:            ptr(metav1.StatusReasonInvalid),
 		}
 		if i == WarningSlots-1 {
-			v.MessageExpression = fmt.Sprintf("variables.warnings.slice(%d, size(variables.warnings)).join('; ')", i)
+			v.MessageExpression = fmt.Sprintf("size(variables.warningsOut) > %d ? variables.warningsOut.slice(%d, size(variables.warningsOut)).join('; ') : ''", i, i)
 		}
 		validations = append(validations, v)
 	}
@@ -224,7 +227,7 @@ func (c *compiler) objects(patch string) *Policies {
 		ObjectMeta: meta(o.Name + "-warnings"),
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: constraints.DeepCopy(),
-			Variables:        vars,
+			Variables:        warnVars,
 			Validations:      validations,
 			FailurePolicy:    &fp,
 			MatchConditions:  warnConditions,
