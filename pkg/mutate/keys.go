@@ -121,6 +121,13 @@ var (
 	optInValues  = []string{"true", "yes", "on", "enabled", "1"}
 )
 
+// InjectOptOutValues and InjectOptInValues are the folded lastcall.dev/inject values of the table above, for
+// the CEL that must agree with InjectAnnotationValue (matchConditions, policy mode).
+func InjectOptOutValues() []string { return append([]string(nil), optOutValues...) }
+
+// InjectOptInValues: see InjectOptOutValues.
+func InjectOptInValues() []string { return append([]string(nil), optInValues...) }
+
 // InjectAnnotationValue classifies a lastcall.dev/inject annotation value by the table above: optOut is true
 // for an opt-out value; known is false for a value that is neither (a warning names it).
 func InjectAnnotationValue(v string) (optOut, known bool) {

@@ -90,7 +90,7 @@ func (c *compiler) build() {
 	c.add("skip", "'kubernetes.io/config.mirror' in variables.anns ? 'mirror-pod' : "+
 		"object.spec.?os.?name.orValue('') == 'windows' ? 'windows' : "+
 		"variables.labels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'pod-opt-out-label' : "+
-		"variables.anns[?"+lit(mutate.AnnotationInject)+"].orValue('').trim().lowerAscii() in ['false', 'disabled', 'no'] ? 'pod-opt-out-annotation' : "+
+		"variables.anns[?"+lit(mutate.AnnotationInject)+"].orValue('').trim().lowerAscii() in "+litList(mutate.InjectOptOutValues())+" ? 'pod-opt-out-annotation' : "+
 		"variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'namespace-opt-out' : ''")
 	// Observe mode (namespace label lastcall.dev/inject=observe): the pod is only labelled for the observer.
 	c.add("observe", "variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == "+lit(mutate.ManagedObserve))
@@ -115,6 +115,8 @@ func (c *compiler) build() {
 		problem("p[0]", "variables.anns[p[0]]", "'the key names no container after the dot'", "'ignored'")+" : "+
 		"p[1].indexOf('.') >= 0 && !(p[1].substring(p[1].indexOf('.') + 1) in variables.names) ? "+
 		problem("p[0]", "variables.anns[p[0]]", "'the pod has no container named ' + "+quoteExpr("p[1].substring(p[1].indexOf('.') + 1)"), "'ignored'")+" : "+
+		"p[0] == "+lit(mutate.AnnotationInject)+" ? (variables.anns[p[0]].trim().lowerAscii() in "+litList(append(mutate.InjectOptOutValues(), mutate.InjectOptInValues()...))+" ? '' : "+
+		problem("p[0]", "variables.anns[p[0]]", "'not a selection value (false, no, off, disabled or 0 opt the pod out; true, yes, on, enabled or 1 do nothing)'", "'the pod is not opted out'")+") : "+
 		"(p[1].indexOf('.') >= 0 ? p[1].substring(0, p[1].indexOf('.')) : p[1]) in ['profile', 'drain-delay', 'stop-signal', 'drain-timeout', 'supervise'] || "+
 		"(p[1].indexOf('.') < 0 && p[0] in ["+lit(mutate.AnnotationInject)+", "+lit(mutate.AnnotationInjected)+", "+lit(mutate.AnnotationVersion)+"]) ? '' : "+
 		problem("p[0]", "variables.anns[p[0]]", "'unknown lastcall annotation (known: inject, profile, drain-delay, stop-signal, drain-timeout, supervise)'", "'ignored'")+
@@ -416,13 +418,16 @@ func (c *compiler) detectList() string {
 	return "[" + strings.Join(elems, ", ") + "].filter(x, size(x) > 0)"
 }
 
-func (c *compiler) meshList() string {
-	parts := make([]string, len(c.o.Policy.MeshProxies))
-	for i, m := range c.o.Policy.MeshProxies {
-		parts[i] = lit(m)
+// litList is a CEL list literal of strings.
+func litList(vs []string) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = lit(v)
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }
+
+func (c *compiler) meshList() string { return litList(c.o.Policy.MeshProxies) }
 
 // catalogLiteral is the catalog as a CEL map, sorted by name so the rendering is byte-stable.
 func (c *compiler) catalogLiteral() string {

@@ -74,6 +74,15 @@ var Limitations = []string{
 	"warnings quote values with Go's %q rules for quotes and backslashes only, and the API server prefixes each with the validating policy's and binding's names",
 }
 
+// NotAlreadyHandled is the webhook's not-already-handled matchCondition (charts/lastcall, config/webhook): the
+// record annotation names exactly the pod's containers and native sidecars.
+const NotAlreadyHandled = "!has(object.metadata.annotations) || !('lastcall.dev/injected' in object.metadata.annotations) || " +
+	"!(size(object.metadata.annotations['lastcall.dev/injected'].split(',')) == size(object.spec.containers) + " +
+	"(has(object.spec.initContainers) ? size(object.spec.initContainers.filter(c, has(c.restartPolicy) && c.restartPolicy == 'Always')) : 0) && " +
+	"object.spec.containers.all(c, c.name in object.metadata.annotations['lastcall.dev/injected'].split(',').map(e, e.split('=')[0])) && " +
+	"(!has(object.spec.initContainers) || object.spec.initContainers.all(c, !has(c.restartPolicy) || c.restartPolicy != 'Always' || " +
+	"c.name in object.metadata.annotations['lastcall.dev/injected'].split(',').map(e, e.split('=')[0]))))"
+
 // WarningSlots is how many warnings the validating policy can give for one pod (one per validation); more
 // are joined into the last one.
 const WarningSlots = 16
@@ -176,10 +185,15 @@ func (c *compiler) objects(patch string) *Policies {
 	}
 	selection := c.matchResources()
 	conditions := []admissionregistrationv1.MatchCondition{
-		{Name: "not-opted-out", Expression: "!has(object.metadata.annotations) || !('lastcall.dev/inject' in object.metadata.annotations) || !(object.metadata.annotations['lastcall.dev/inject'].trim().lowerAscii() in ['false', 'disabled', 'no'])"},
+		{Name: "not-opted-out", Expression: "!has(object.metadata.annotations) || !(" + lit(mutate.AnnotationInject) + " in object.metadata.annotations) || !(object.metadata.annotations[" + lit(mutate.AnnotationInject) + "].trim().lowerAscii() in " + litList(mutate.InjectOptOutValues()) + ")"},
 		{Name: "not-windows", Expression: "!has(object.spec.os) || object.spec.os.name != 'windows'"},
 		{Name: "not-mirror-pod", Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
 	}
+	// The mutating policy's own change makes the API server run the mutating admission chain again
+	// (reinvocationPolicy IfNeeded), and on a pod lastcall has handled whose container set is unchanged the
+	// engine changes nothing: the webhook's condition spares that second evaluation here too.
+	mutConditions := append(append([]admissionregistrationv1.MatchCondition(nil), conditions...),
+		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled})
 	vars := c.variables(c.vars)
 	warnVars := c.variables(append(append([]variable(nil), c.vars...), c.warnVars...))
 	out := &Policies{}
@@ -194,7 +208,7 @@ func (c *compiler) objects(patch string) *Policies {
 				JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patch},
 			}},
 			FailurePolicy:      &fp,
-			MatchConditions:    conditions,
+			MatchConditions:    mutConditions,
 			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
 		},
 	}

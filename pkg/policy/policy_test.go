@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"bytes"
+	"os"
 	"path"
 	"strings"
 	"testing"
@@ -112,5 +113,27 @@ func TestGlobMatchesPathMatch(t *testing.T) {
 				t.Errorf("pattern %q on %q: regexp %s says %v, path.Match %v", p, s, re, got, want)
 			}
 		}
+	}
+}
+
+// TestNotAlreadyHandledMatchesWebhook holds the mutating policy's condition to the webhook configuration's.
+func TestNotAlreadyHandledMatchesWebhook(t *testing.T) {
+	data, err := os.ReadFile("../../config/webhook/manifests.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	i := strings.Index(s, "name: not-already-handled")
+	if i < 0 {
+		t.Fatal("config/webhook/manifests.yaml has no not-already-handled condition")
+	}
+	s = s[i:]
+	s = s[strings.Index(s, ">-")+2:]
+	if j := strings.Index(s, "\n  - "); j >= 0 {
+		s = s[:j]
+	}
+	got := strings.Join(strings.Fields(s), " ")
+	if want := strings.Join(strings.Fields(policy.NotAlreadyHandled), " "); got != want {
+		t.Errorf("webhook condition\n%s\npolicy condition\n%s", got, want)
 	}
 }
