@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ type variable struct{ name, expr string }
 
 type compiler struct {
 	o        Options
+	plain    bool // compiling for plain pods only (see PlainPod)
 	catalog  *profiles.Catalog
 	vars     []variable
 	warnVars []variable // only the warning policy's
@@ -210,9 +212,11 @@ func (c *compiler) build() {
 	c.add("delay2", forJ("variables.delay1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.delay1[j]"))
 
 	// Durations as Go prints them, once per container.
-	c.add("fmtD1", forJ(formatDuration("variables.delay1[j]")))
-	c.add("fmtD2", forJ(formatDuration("variables.delay2[j]")))
-	c.add("fmtT", forJ(formatDuration("variables.tVal[j]")))
+	// Most values are the profile's own: its text is in the catalog, and formatting (a long expression) runs
+	// only for the others.
+	c.add("fmtD1", forJ("variables.delay1[j] == variables.cp[j].delay ? string(variables.cp[j].delayFmt) : "+formatDuration("variables.delay1[j]")))
+	c.add("fmtD2", forJ("variables.delay2[j] == variables.cp[j].delay ? string(variables.cp[j].delayFmt) : "+formatDuration("variables.delay2[j]")))
+	c.add("fmtT", forJ("variables.tVal[j] == variables.cp[j].timeout ? string(variables.cp[j].timeoutFmt) : "+formatDuration("variables.tVal[j]")))
 	c.add("fmtGrace", formatDuration("variables.graceD"))
 
 	// render: the shim volume, foreign mounts, existing hooks, the rendering.
@@ -435,8 +439,8 @@ func (c *compiler) catalogLiteral() string {
 	parts := make([]string, 0, len(names))
 	for _, n := range names {
 		p, _ := c.catalog.Get(n)
-		parts = append(parts, fmt.Sprintf("%s: {'delay': dyn(duration(%s)), 'timeout': dyn(duration(%s)), 'signal': dyn(%s), 'role': dyn(%s), 'checks': dyn(%t), 'supervise': dyn(%t)}",
-			lit(n), lit(goDur(p.DrainDelay)), lit(goDur(p.DrainTimeout)), lit(string(p.StopSignal)), lit(string(p.Role)), len(p.Checks) > 0, p.Supervise || c.o.Policy.Supervise))
+		parts = append(parts, fmt.Sprintf("%s: {'delay': dyn(duration(%s)), 'timeout': dyn(duration(%s)), 'delayFmt': dyn(%s), 'timeoutFmt': dyn(%s), 'signal': dyn(%s), 'role': dyn(%s), 'checks': dyn(%t), 'supervise': dyn(%t)}",
+			lit(n), lit(goDur(p.DrainDelay)), lit(goDur(p.DrainTimeout)), lit(p.DrainDelay.String()), lit(p.DrainTimeout.String()), lit(string(p.StopSignal)), lit(string(p.Role)), len(p.Checks) > 0, p.Supervise || c.o.Policy.Supervise))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
@@ -637,32 +641,39 @@ func writeCEL(b *strings.Builder, x any, subst map[string]string) {
 
 // addFastWarnings gives the warning policy a short way for the pods the mutating policy has just handled.
 // The warning policy sees the pod after the mutation, and for most pods the record annotation the mutation
-// wrote already says everything a warning could: with no lastcall annotation on the pod or its namespace
-// (no bad values, no overrides), every container rendered with a known profile (no "-", no "(kept)") and no
-// profile whose drain can exceed maxGracePeriod, the only warning left is the one for a supervised container
-// without an explicit command. Every other pod takes the full way (variables.warnings), which re-runs the
-// engine on the mutated pod. This keeps the second policy from repeating the first one's work on every pod.
+// wrote already says everything a warning could (see handledPod). Every other pod takes the full way
+// (variables.warnings), which re-runs the engine on the mutated pod.
 func (c *compiler) addFastWarnings() {
-	P := mutate.Prefix
 	var supervised []string
 	for _, n := range c.catalog.Names() {
 		if p, _ := c.catalog.Get(n); p.Supervise || c.o.Policy.Supervise {
-			supervised = append(supervised, lit(n))
+			supervised = append(supervised, n)
 		}
 	}
-	possible := c.defWarn == "" && c.maxNeeded() <= c.limit
-	rec := "variables.anns[?" + lit(mutate.AnnotationInjected) + "]"
-	c.addWarn("recEntries", rec+".orValue('').split(',')")
-	c.addWarn("fast", strconv.FormatBool(possible)+" && "+rec+".hasValue() && variables.nsDef == '' && "+
-		"variables.anns.all(k, !k.startsWith("+lit(P)+") || k in ["+lit(mutate.AnnotationInjected)+", "+lit(mutate.AnnotationVersion)+"]) && "+
-		"variables.recEntries.all(e, e.matches('^[^=]+=[a-z0-9][a-z0-9.-]*$') && e.substring(e.indexOf('=') + 1) in variables.catalog)")
+	rec := "variables.anns[?" + lit(mutate.AnnotationInjected) + "].orValue('').split(',')"
 	cheap := "[]"
 	if len(supervised) > 0 {
-		cheap = "variables.recEntries.filter(e, e.substring(e.indexOf('=') + 1) in [" + strings.Join(supervised, ", ") + "]).map(e, e.substring(0, e.indexOf('='))).filter(n, " +
+		cheap = rec + ".filter(e, e.substring(e.indexOf('=') + 1) in " + litList(supervised) + ").map(e, e.substring(0, e.indexOf('='))).filter(n, " +
 			"object.spec.containers.exists(x, x.name == n && size(x.?command.orValue([])) == 0)).map(n, 'lastcall: container ' + n + " +
 			"\": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\")"
 	}
-	c.addWarn("warningsOut", "variables.fast ? "+cheap+" : variables.warnings")
+	c.addWarn("warningsFast", "variables.skip != '' || variables.observe ? [] : variables.nsProblems.map(p, 'lastcall: ' + p.substring(p.lastIndexOf('\\u0000') + 1)) + "+cheap)
+}
+
+// handledPod is CEL over the pod alone (a matchCondition of the warning policies): the record annotation
+// is there, every container in it rendered with a known profile (no "-", no "(kept)"), and no other
+// lastcall annotation is on the pod (no bad values, no overrides). With no profile whose drain can exceed
+// maxGracePeriod (and a cluster default profile that exists), such a pod's only possible warnings are a
+// bad namespace default and a supervised container without a command: warningsFast. "" when the catalog
+// rules the short way out.
+func (c *compiler) handledPod() string {
+	if c.defWarn != "" || c.maxNeeded() > c.limit {
+		return ""
+	}
+	a := "object.metadata.annotations"
+	return "has(" + a + ") && " + lit(mutate.AnnotationInjected) + " in " + a + " && " +
+		a + ".all(k, !k.startsWith(" + lit(mutate.Prefix) + ") || k in [" + lit(mutate.AnnotationInjected) + ", " + lit(mutate.AnnotationVersion) + "]) && " +
+		a + "[" + lit(mutate.AnnotationInjected) + "].split(',').all(e, e.matches('^[^=]+=[a-z0-9][a-z0-9.-]*$') && e.substring(e.indexOf('=') + 1) in " + litList(c.catalog.Names()) + ")"
 }
 
 // maxNeeded is the longest grace (seconds) any pod without lastcall annotations can need with this catalog:
@@ -686,4 +697,79 @@ func (c *compiler) maxNeeded() int64 {
 		}
 	}
 	return max
+}
+
+// PlainPod is CEL over the pod alone (a matchCondition) for the pods most clusters create: no lastcall
+// annotation (so no overrides, no bad values, no record of an earlier pass), no init containers (so no
+// native sidecars and none of lastcall's own), and no container with a lifecycle, a mount at lastcall's
+// directory or a command that runs the shim. For such pods many stages of the engine have a known result;
+// the mutating policy for them (compiled with plain set) states those results instead of computing them,
+// and the general policy takes every other pod.
+var PlainPod = "(!has(object.metadata.annotations) || !object.metadata.annotations.exists(k, k.startsWith(" + lit(mutate.Prefix) + "))) && " +
+	"(!has(object.spec.initContainers) || size(object.spec.initContainers) == 0) && " +
+	"object.spec.containers.all(x, !has(x.lifecycle) && (!has(x.volumeMounts) || x.volumeMounts.all(m, m.mountPath != " + lit(mutate.ShimDir) + ")) && " +
+	"(!has(x.command) || size(x.command) == 0 || x.command[0] != " + lit(mutate.ShimPath) + "))"
+
+// simplify replaces the stages whose result PlainPod fixes. Each replacement is what the general stage
+// evaluates to on a plain pod; the parity test runs every golden through whichever policy matches it.
+func (c *compiler) simplify() {
+	none := "variables.cands.map(x, false)"
+	empty := "variables.cands.map(x, [])"
+	repl := map[string]string{
+		"inits":  "[]",
+		"record": "[]",
+		"cands":  "lists.range(size(object.spec.containers)).map(i, {'name': dyn(object.spec.containers[i].name), 'init': dyn(false), 'idx': dyn(i), 'c': dyn(object.spec.containers[i])})",
+		"lcKeys": "[]", "annProblems": "[]",
+		// No profile annotation: every container is "auto".
+		"psp": "variables.cands.map(x, " + unset + ")", "ppw": unset, "ppwDec": "false", "pdec": none,
+		"pchoice": "variables.cands.map(x, 'auto')", "pkey": "variables.cands.map(x, " + lit(mutate.AnnotationProfile) + ")",
+		"pbad": empty, "profProblems": empty,
+		"skipSel": "variables.cands.map(x, x.name in " + c.meshList() + " ? 'mesh-proxy' : '')",
+		// No override annotation: the profile's values.
+		"dVal": "variables.cp.map(p, p.delay)", "tVal": "variables.cp.map(p, p.timeout)",
+		"sVal": "variables.cp.map(p, p.signal)", "vVal": "variables.cp.map(p, p.supervise)",
+		"dProblems": empty, "tProblems": empty, "sProblems": empty, "vProblems": empty,
+		"unsupported": "''", "podProblems": "[]", "denySorted": "[]", "denyList": "[]",
+		// No lifecycle, no mount at the shim directory, no shim command.
+		"hookKind": "variables.cands.map(x, 'none')", "kept0": none, "delay0": "variables.dVal",
+		"shimIdx": "[]", "dirMounts": empty, "fm": none, "hookShim": none,
+		"wrapAt": empty, "wrapped": none, "orig": "variables.cmds", "chkAt": empty,
+	}
+	for i, v := range c.vars {
+		if e, ok := repl[v.name]; ok {
+			c.vars[i].expr = e
+			delete(repl, v.name)
+		}
+	}
+	if len(repl) > 0 {
+		panic(fmt.Sprintf("policy: simplify names unknown stages %v", repl))
+	}
+}
+
+var varRef = regexp.MustCompile(`variables\.([A-Za-z_][A-Za-z0-9_]*)`)
+
+// prune keeps the variables the roots need, in order: the API server builds every declared variable into
+// each evaluation's activation, so unused ones cost on every pod.
+func prune(vars []variable, roots ...string) []variable {
+	need := map[string]bool{}
+	mark := func(expr string) {
+		for _, m := range varRef.FindAllStringSubmatch(expr, -1) {
+			need[m[1]] = true
+		}
+	}
+	for _, r := range roots {
+		mark(r)
+	}
+	for i := len(vars) - 1; i >= 0; i-- {
+		if need[vars[i].name] {
+			mark(vars[i].expr)
+		}
+	}
+	out := make([]variable, 0, len(vars))
+	for _, v := range vars {
+		if need[v.name] {
+			out = append(out, v)
+		}
+	}
+	return out
 }

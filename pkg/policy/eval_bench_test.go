@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,13 +35,50 @@ var (
 	podGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 )
 
-// evaluator is one compiled policy set, as the API server holds it.
+// evaluator is one compiled policy set, as the API server holds it: each policy's variables in its own
+// composited compiler, its matchConditions, its mutation or validations and message expressions.
 type evaluator struct {
-	mutComp, warnComp *plugincel.CompositedCompiler
-	patcher           patch.Patcher
-	validations       plugincel.ConditionEvaluator
-	messages          plugincel.ConditionEvaluator
-	scheme            *runtime.Scheme
+	mutating   []*compiled
+	validating []*compiled
+	scheme     *runtime.Scheme
+}
+
+type compiled struct {
+	comp        *plugincel.CompositedCompiler
+	conditions  plugincel.ConditionEvaluator
+	patcher     patch.Patcher
+	validations plugincel.ConditionEvaluator
+	messages    plugincel.ConditionEvaluator
+	vars        []string
+}
+
+var optionalDecls = plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+
+func compile(tb testing.TB, vars []admissionregistrationv1.Variable, conds []admissionregistrationv1.MatchCondition) *compiled {
+	tb.Helper()
+	comp, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var nv []plugincel.NamedExpressionAccessor
+	for _, v := range vars {
+		nv = append(nv, &validating.Variable{Name: v.Name, Expression: v.Expression})
+	}
+	comp.CompileAndStoreVariables(nv, optionalDecls, environment.StoredExpressions)
+	var ce []plugincel.ExpressionAccessor
+	for _, c := range conds {
+		ce = append(ce, &validating.ValidationCondition{Expression: c.Expression})
+	}
+	out := &compiled{comp: comp, conditions: comp.CompileCondition(ce, optionalDecls, environment.StoredExpressions), vars: names(vars)}
+	mustCompile(tb, out.conditions)
+	return out
+}
+
+func mustCompile(tb testing.TB, c plugincel.ConditionEvaluator) {
+	tb.Helper()
+	if errs := c.CompilationErrors(); len(errs) > 0 {
+		tb.Fatal(errs)
+	}
 }
 
 func newEvaluator(tb testing.TB, ps *policy.Policies) *evaluator {
@@ -49,81 +87,100 @@ func newEvaluator(tb testing.TB, ps *policy.Policies) *evaluator {
 	if err := corev1.AddToScheme(e.scheme); err != nil {
 		tb.Fatal(err)
 	}
-	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
-	compiler := func(vars []plugincel.NamedExpressionAccessor) *plugincel.CompositedCompiler {
-		c, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		c.CompileAndStoreVariables(vars, opts, environment.StoredExpressions)
-		return c
-	}
-	var mv, wv []plugincel.NamedExpressionAccessor
-	for _, v := range ps.Mutating.Spec.Variables {
-		mv = append(mv, &validating.Variable{Name: v.Name, Expression: v.Expression})
-	}
-	for _, v := range ps.Warn.Spec.Variables {
-		wv = append(wv, &validating.Variable{Name: v.Name, Expression: v.Expression})
-	}
-	e.mutComp, e.warnComp = compiler(mv), compiler(wv)
-	popts := opts
-	popts.HasPatchTypes = true
-	ev := e.mutComp.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: ps.Mutating.Spec.Mutations[0].JSONPatch.Expression}, popts, environment.StoredExpressions)
-	if errs := ev.CompilationErrors(); len(errs) > 0 {
-		tb.Fatal(errs)
-	}
-	e.patcher = patch.NewJSONPatcher(ev)
-	var vals, msgs []plugincel.ExpressionAccessor
-	for _, v := range ps.Warn.Spec.Validations {
-		vals = append(vals, &validating.ValidationCondition{Expression: v.Expression})
-		msgs = append(msgs, &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression})
-	}
-	e.validations = e.warnComp.CompileCondition(vals, opts, environment.StoredExpressions)
-	e.messages = e.warnComp.CompileCondition(msgs, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions)
-	for _, c := range []plugincel.ConditionEvaluator{e.validations, e.messages} {
-		if errs := c.CompilationErrors(); len(errs) > 0 {
+	for _, p := range ps.Mutating {
+		m := compile(tb, p.Spec.Variables, p.Spec.MatchConditions)
+		popts := optionalDecls
+		popts.HasPatchTypes = true
+		ev := m.comp.CompileMutatingEvaluator(&patch.JSONPatchCondition{Expression: p.Spec.Mutations[0].JSONPatch.Expression}, popts, environment.StoredExpressions)
+		if errs := ev.CompilationErrors(); len(errs) > 0 {
 			tb.Fatal(errs)
 		}
+		m.patcher = patch.NewJSONPatcher(ev)
+		e.mutating = append(e.mutating, m)
+	}
+	for _, p := range ps.Validating {
+		v := compile(tb, p.Spec.Variables, p.Spec.MatchConditions)
+		var vals, msgs []plugincel.ExpressionAccessor
+		for _, x := range p.Spec.Validations {
+			vals = append(vals, &validating.ValidationCondition{Expression: x.Expression})
+			msgs = append(msgs, &validating.MessageExpressionCondition{MessageExpression: x.MessageExpression})
+		}
+		v.validations = v.comp.CompileCondition(vals, optionalDecls, environment.StoredExpressions)
+		v.messages = v.comp.CompileCondition(msgs, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions)
+		mustCompile(tb, v.validations)
+		mustCompile(tb, v.messages)
+		e.validating = append(e.validating, v)
 	}
 	return e
 }
 
-func attributes(pod *corev1.Pod) *admission.VersionedAttributes {
+func attributes(pod *corev1.Pod) (*admission.VersionedAttributes, *admissionv1.AdmissionRequest) {
 	attrs := admission.NewAttributesRecord(pod, nil, podGVK, pod.Namespace, pod.Name, podGVR, "", admission.Create, &metav1.CreateOptions{}, false, nil)
-	return &admission.VersionedAttributes{Attributes: attrs, VersionedKind: podGVK, VersionedObject: admission.NewLazyObject(pod)}
+	return &admission.VersionedAttributes{Attributes: attrs, VersionedKind: podGVK, VersionedObject: admission.NewLazyObject(pod)},
+		plugincel.CreateAdmissionRequest(attrs, metav1.GroupVersionResource(podGVR), metav1.GroupVersionKind(podGVK))
 }
 
-// mutate runs the MutatingAdmissionPolicy's JSONPatch on pod.
-func (e *evaluator) mutate(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) *corev1.Pod {
-	out, err := e.patcher.Patch(e.mutComp.CreateContext(context.Background()), patch.Request{MatchedResource: podGVR, VersionedAttributes: attributes(pod),
-		ObjectInterfaces: admission.NewObjectInterfacesFromScheme(e.scheme), Namespace: ns}, celconfig.RuntimeCELCostBudget)
+// matches evaluates a policy's matchConditions as the API server's matcher does (all must hold).
+func (c *compiled) matches(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) bool {
+	va, req := attributes(pod)
+	res, _, err := c.conditions.ForInput(c.comp.CreateContext(context.Background()), va, req, plugincel.OptionalVariableBindings{}, plugincel.CreateNamespaceObject(ns), celconfig.RuntimeCELCostBudget)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return out.(*corev1.Pod)
+	for _, r := range res {
+		if r.Error != nil {
+			tb.Fatal(r.Error)
+		}
+		if r.EvalResult.Value() != true {
+			return false
+		}
+	}
+	return true
 }
 
-// warnings runs the warning ValidatingAdmissionPolicy on pod (the mutated pod, as the API server does): the
+// mutate runs every mutating policy whose conditions match, in order, as one pass of the admission chain.
+func (e *evaluator) mutate(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) *corev1.Pod {
+	for _, m := range e.mutating {
+		if !m.matches(tb, pod, ns) {
+			continue
+		}
+		va, _ := attributes(pod)
+		out, err := m.patcher.Patch(m.comp.CreateContext(context.Background()), patch.Request{MatchedResource: podGVR, VersionedAttributes: va,
+			ObjectInterfaces: admission.NewObjectInterfacesFromScheme(e.scheme), Namespace: ns}, celconfig.RuntimeCELCostBudget)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pod = out.(*corev1.Pod)
+	}
+	return pod
+}
+
+// warnings runs every matching validating policy on pod (the mutated pod, as the API server does): the
 // validations, then every message expression, as the validating plugin evaluates them.
 func (e *evaluator) warnings(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) []string {
-	ctx := e.warnComp.CreateContext(context.Background())
-	va := attributes(pod)
-	req := plugincel.CreateAdmissionRequest(va.Attributes, metav1.GroupVersionResource(podGVR), metav1.GroupVersionKind(podGVK))
-	res, rem, err := e.validations.ForInput(ctx, va, req, plugincel.OptionalVariableBindings{}, plugincel.CreateNamespaceObject(ns), celconfig.RuntimeCELCostBudget)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	msgs, _, err := e.messages.ForInput(ctx, va, req, plugincel.OptionalVariableBindings{}, plugincel.CreateNamespaceObject(ns), rem)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var out []string
-	for i, r := range res {
-		if r.Error != nil {
-			tb.Fatalf("validation %d: %v", i, r.Error)
+	for _, v := range e.validating {
+		if !v.matches(tb, pod, ns) {
+			continue
 		}
-		if r.EvalResult.Value() == false {
-			out = append(out, msgs[i].EvalResult.Value().(string))
+		ctx := v.comp.CreateContext(context.Background())
+		va, req := attributes(pod)
+		nso := plugincel.CreateNamespaceObject(ns)
+		res, rem, err := v.validations.ForInput(ctx, va, req, plugincel.OptionalVariableBindings{}, nso, celconfig.RuntimeCELCostBudget)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		msgs, _, err := v.messages.ForInput(ctx, va, req, plugincel.OptionalVariableBindings{}, nso, rem)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for i, r := range res {
+			if r.Error != nil {
+				tb.Fatalf("validation %d: %v", i, r.Error)
+			}
+			if r.EvalResult.Value() == false {
+				out = append(out, msgs[i].EvalResult.Value().(string))
+			}
 		}
 	}
 	return out
@@ -178,15 +235,9 @@ func TestVariableCost(t *testing.T) {
 	}
 	e := newEvaluator(t, ps)
 	pod, ns := benchPod()
-	for _, set := range []struct {
-		name string
-		comp *plugincel.CompositedCompiler
-		vars []string
-		pod  *corev1.Pod
-	}{{"mutating", e.mutComp, names(ps.Mutating.Spec.Variables), pod}, {"warnings", e.warnComp, names(ps.Warn.Spec.Variables), e.mutate(t, pod, ns)},
-		{"warnings (as used)", e.warnComp, []string{"anns", "nsAnns", "nsDef", "catalog", "recEntries", "fast", "warningsOut"}, e.mutate(t, pod, ns)}} {
-		va := attributes(set.pod)
-		req := plugincel.CreateAdmissionRequest(va.Attributes, metav1.GroupVersionResource(podGVR), metav1.GroupVersionKind(podGVK))
+	mutated := e.mutate(t, pod, ns)
+	report := func(name string, c *compiled, pod *corev1.Pod) {
+		va, req := attributes(pod)
 		var refs []string
 		prev := int64(0)
 		type row struct {
@@ -194,10 +245,10 @@ func TestVariableCost(t *testing.T) {
 			cost int64
 		}
 		var rows []row
-		for _, v := range set.vars {
+		for _, v := range c.vars {
 			refs = append(refs, "type(variables."+v+") != null_type")
-			cond := set.comp.CompileCondition([]plugincel.ExpressionAccessor{&validating.ValidationCondition{Expression: strings.Join(refs, " && ")}}, plugincel.OptionalVariableDeclarations{HasAuthorizer: true}, environment.StoredExpressions)
-			_, rem, err := cond.ForInput(set.comp.CreateContext(context.Background()), va, req, plugincel.OptionalVariableBindings{}, plugincel.CreateNamespaceObject(ns), celconfig.RuntimeCELCostBudget)
+			cond := c.comp.CompileCondition([]plugincel.ExpressionAccessor{&validating.ValidationCondition{Expression: strings.Join(refs, " && ")}}, optionalDecls, environment.StoredExpressions)
+			_, rem, err := cond.ForInput(c.comp.CreateContext(context.Background()), va, req, plugincel.OptionalVariableBindings{}, plugincel.CreateNamespaceObject(ns), celconfig.RuntimeCELCostBudget)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +261,13 @@ func TestVariableCost(t *testing.T) {
 		for _, r := range rows {
 			b.WriteString(r.name + ":" + strconv.FormatInt(r.cost, 10) + " ")
 		}
-		t.Logf("%s: all variables %d: %s", set.name, prev, b.String())
+		t.Logf("%s (%d variables): all %d: %s", name, len(c.vars), prev, b.String())
+	}
+	for i, m := range e.mutating {
+		report(ps.Mutating[i].Name, m, pod)
+	}
+	for i, v := range e.validating {
+		report(ps.Validating[i].Name, v, mutated)
 	}
 }
 

@@ -53,15 +53,24 @@ type Options struct {
 	FailurePolicy admissionregistrationv1.FailurePolicyType
 }
 
-// Policies are the compiled objects.
+// Policies are the compiled objects: two mutating policies (the general one, and one specialised for plain
+// pods; their matchConditions are disjoint) and the validating ones (warnings, split the same way, and the
+// strict-mode denial), each with its binding at the same index.
 type Policies struct {
-	Mutating        *admissionregistrationv1.MutatingAdmissionPolicy
-	MutatingBinding *admissionregistrationv1.MutatingAdmissionPolicyBinding
-	Warn            *admissionregistrationv1.ValidatingAdmissionPolicy
-	WarnBinding     *admissionregistrationv1.ValidatingAdmissionPolicyBinding
-	// Deny and DenyBinding exist only in strict mode.
-	Deny        *admissionregistrationv1.ValidatingAdmissionPolicy
-	DenyBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	Mutating           []*admissionregistrationv1.MutatingAdmissionPolicy
+	MutatingBindings   []*admissionregistrationv1.MutatingAdmissionPolicyBinding
+	Validating         []*admissionregistrationv1.ValidatingAdmissionPolicy
+	ValidatingBindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
+}
+
+// SetNamespaceSelector points every binding at the namespaces sel selects.
+func (p *Policies) SetNamespaceSelector(sel *metav1.LabelSelector) {
+	for _, b := range p.MutatingBindings {
+		b.Spec.MatchResources.NamespaceSelector = sel.DeepCopy()
+	}
+	for _, b := range p.ValidatingBindings {
+		b.Spec.MatchResources.NamespaceSelector = sel.DeepCopy()
+	}
 }
 
 // Limitations are the engine behaviours this compiler does not reproduce in CEL, and what happens instead.
@@ -133,7 +142,15 @@ func Compile(o Options) (*Policies, error) {
 	if len(c.problems) > 0 {
 		return nil, fmt.Errorf("cannot compile the policy:\n  %s", strings.Join(c.problems, "\n  "))
 	}
-	return c.objects(patch), nil
+	// The same engine again, specialised for plain pods (see PlainPod).
+	pc := &compiler{o: c.o, catalog: c.catalog, limit: c.limit, names: c.names, defProf: c.defProf, defWarn: c.defWarn, plain: true}
+	pc.build()
+	pc.simplify()
+	plainPatch, err := pc.patch()
+	if err != nil {
+		return nil, err
+	}
+	return c.objects(patch, pc, plainPatch), nil
 }
 
 // Layer layers ShutdownProfile overrides over the built-ins as the webhook does (profiles.Catalog.Layer) and
@@ -170,7 +187,7 @@ func (c *compiler) variables(vars []variable) []admissionregistrationv1.Variable
 	return out
 }
 
-func (c *compiler) objects(patch string) *Policies {
+func (c *compiler) objects(patch string, pc *compiler, plainPatch string) *Policies {
 	o := c.o
 	fp := o.FailurePolicy
 	labels := map[string]string{"app.kubernetes.io/name": "lastcall", "app.kubernetes.io/component": "admission-policy"}
@@ -189,96 +206,104 @@ func (c *compiler) objects(patch string) *Policies {
 		{Name: "not-windows", Expression: "!has(object.spec.os) || object.spec.os.name != 'windows'"},
 		{Name: "not-mirror-pod", Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
 	}
+	with := func(extra ...admissionregistrationv1.MatchCondition) []admissionregistrationv1.MatchCondition {
+		return append(append([]admissionregistrationv1.MatchCondition(nil), conditions...), extra...)
+	}
+	out := &Policies{}
+	mutating := func(name, patch string, vars []variable, conds []admissionregistrationv1.MatchCondition) {
+		p := &admissionregistrationv1.MutatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
+			ObjectMeta: meta(name),
+			Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+				MatchConstraints: constraints.DeepCopy(),
+				Variables:        c.variables(prune(vars, patch)),
+				Mutations: []admissionregistrationv1.Mutation{{
+					PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+					JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patch},
+				}},
+				FailurePolicy:      &fp,
+				MatchConditions:    conds,
+				ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+			},
+		}
+		b := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
+			ObjectMeta: meta(name),
+			Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name, MatchResources: selection.DeepCopy()},
+		}
+		out.Mutating = append(out.Mutating, p)
+		out.MutatingBindings = append(out.MutatingBindings, b)
+	}
 	// The mutating policy's own change makes the API server run the mutating admission chain again
 	// (reinvocationPolicy IfNeeded), and on a pod lastcall has handled whose container set is unchanged the
-	// engine changes nothing: the webhook's condition spares that second evaluation here too.
-	mutConditions := append(append([]admissionregistrationv1.MatchCondition(nil), conditions...),
-		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled})
-	vars := c.variables(c.vars)
-	warnVars := c.variables(append(append([]variable(nil), c.vars...), c.warnVars...))
-	out := &Policies{}
-	out.Mutating = &admissionregistrationv1.MutatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: meta(o.Name),
-		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			MatchConstraints: constraints.DeepCopy(),
-			Variables:        vars,
-			Mutations: []admissionregistrationv1.Mutation{{
-				PatchType: admissionregistrationv1.PatchTypeJSONPatch,
-				JSONPatch: &admissionregistrationv1.JSONPatch{Expression: patch},
-			}},
-			FailurePolicy:      &fp,
-			MatchConditions:    mutConditions,
-			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
-		},
-	}
-	out.MutatingBinding = &admissionregistrationv1.MutatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
-		ObjectMeta: meta(o.Name),
-		Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: o.Name, MatchResources: selection.DeepCopy()},
-	}
-	validations := make([]admissionregistrationv1.Validation, 0, WarningSlots)
-	guard := ""
-	if o.Policy.Strict {
-		guard = "size(variables.denyList) > 0 || "
-	}
-	for i := 0; i < WarningSlots; i++ {
-		v := admissionregistrationv1.Validation{
-			Expression: fmt.Sprintf("%ssize(variables.warningsOut) <= %d", guard, i),
-			// The API server evaluates every message expression, failed validation or not: an index out
-			// of range would be an error (and its cost) on every pod.
-			MessageExpression: fmt.Sprintf("size(variables.warningsOut) > %d ? variables.warningsOut[%d] : ''", i, i),
-			Reason:            ptr(metav1.StatusReasonInvalid),
+	// engine changes nothing: the webhook's condition spares that second evaluation here too. A plain pod
+	// has no record, so its policy needs no such condition.
+	mutating(o.Name, patch, c.vars, with(
+		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled},
+		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + PlainPod + ")"}))
+	mutating(o.Name+"-plain", plainPatch, pc.vars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: PlainPod}))
+
+	validating := func(name, list string, vars []variable, conds []admissionregistrationv1.MatchCondition, action admissionregistrationv1.ValidationAction) {
+		validations := make([]admissionregistrationv1.Validation, 0, WarningSlots)
+		guard := ""
+		if o.Policy.Strict {
+			guard = "size(variables.denyList) > 0 || "
 		}
-		if i == WarningSlots-1 {
-			v.MessageExpression = fmt.Sprintf("size(variables.warningsOut) > %d ? variables.warningsOut.slice(%d, size(variables.warningsOut)).join('; ') : ''", i, i)
+		for i := 0; i < WarningSlots; i++ {
+			v := admissionregistrationv1.Validation{
+				Expression: fmt.Sprintf("%ssize(variables.%s) <= %d", guard, list, i),
+				// The API server evaluates every message expression, failed validation or not: an index
+				// out of range would be an error (and its cost) on every pod.
+				MessageExpression: fmt.Sprintf("size(variables.%s) > %d ? variables.%s[%d] : ''", list, i, list, i),
+				Reason:            ptr(metav1.StatusReasonInvalid),
+			}
+			if i == WarningSlots-1 {
+				v.MessageExpression = fmt.Sprintf("size(variables.%s) > %d ? variables.%s.slice(%d, size(variables.%s)).join('; ') : ''", list, i, list, i, list)
+			}
+			validations = append(validations, v)
 		}
-		validations = append(validations, v)
-	}
-	warnConditions := conditions
-	out.Warn = &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: meta(o.Name + "-warnings"),
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			MatchConstraints: constraints.DeepCopy(),
-			Variables:        warnVars,
-			Validations:      validations,
-			FailurePolicy:    &fp,
-			MatchConditions:  warnConditions,
-		},
-	}
-	out.WarnBinding = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: meta(o.Name + "-warnings"),
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: o.Name + "-warnings", MatchResources: selection.DeepCopy(),
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn},
-		},
-	}
-	if o.Policy.Strict {
-		out.Deny = &admissionregistrationv1.ValidatingAdmissionPolicy{
+		if action == admissionregistrationv1.Deny {
+			validations = []admissionregistrationv1.Validation{{
+				Expression:        "variables.skip != '' || size(variables.denyList) == 0",
+				MessageExpression: "'lastcall (strict mode): ' + variables.denyList.join('; ')",
+				Reason:            ptr(metav1.StatusReasonInvalid),
+			}}
+		}
+		var roots []string
+		for _, v := range validations {
+			roots = append(roots, v.Expression, v.MessageExpression)
+		}
+		p := &admissionregistrationv1.ValidatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-			ObjectMeta: meta(o.Name + "-strict"),
+			ObjectMeta: meta(name),
 			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 				MatchConstraints: constraints.DeepCopy(),
-				Variables:        vars,
-				Validations: []admissionregistrationv1.Validation{{
-					Expression:        "variables.skip != '' || size(variables.denyList) == 0",
-					MessageExpression: "'lastcall (strict mode): ' + variables.denyList.join('; ')",
-					Reason:            ptr(metav1.StatusReasonInvalid),
-				}},
-				FailurePolicy:   &fp,
-				MatchConditions: conditions,
+				Variables:        c.variables(prune(vars, roots...)),
+				Validations:      validations,
+				FailurePolicy:    &fp,
+				MatchConditions:  conds,
 			},
 		}
-		out.DenyBinding = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-			ObjectMeta: meta(o.Name + "-strict"),
+			ObjectMeta: meta(name),
 			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-				PolicyName: o.Name + "-strict", MatchResources: selection.DeepCopy(),
-				ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+				PolicyName: name, MatchResources: selection.DeepCopy(),
+				ValidationActions: []admissionregistrationv1.ValidationAction{action},
 			},
 		}
+		out.Validating = append(out.Validating, p)
+		out.ValidatingBindings = append(out.ValidatingBindings, b)
+	}
+	all := append(append([]variable(nil), c.vars...), c.warnVars...)
+	if handled := c.handledPod(); handled != "" {
+		validating(o.Name+"-warnings", "warnings", c.vars, with(admissionregistrationv1.MatchCondition{Name: "not-handled", Expression: "!(" + handled + ")"}), admissionregistrationv1.Warn)
+		validating(o.Name+"-warnings-handled", "warningsFast", all, with(admissionregistrationv1.MatchCondition{Name: "handled", Expression: handled}), admissionregistrationv1.Warn)
+	} else {
+		validating(o.Name+"-warnings", "warnings", c.vars, with(), admissionregistrationv1.Warn)
+	}
+	if o.Policy.Strict {
+		validating(o.Name+"-strict", "", c.vars, with(), admissionregistrationv1.Deny)
 	}
 	return out
 }
@@ -315,9 +340,12 @@ func (c *compiler) matchResources() *admissionregistrationv1.MatchResources {
 
 // Objects returns the policies in apply order (each policy before its binding).
 func (p *Policies) Objects() []any {
-	out := []any{p.Mutating, p.MutatingBinding, p.Warn, p.WarnBinding}
-	if p.Deny != nil {
-		out = append(out, p.Deny, p.DenyBinding)
+	var out []any
+	for i := range p.Mutating {
+		out = append(out, p.Mutating[i], p.MutatingBindings[i])
+	}
+	for i := range p.Validating {
+		out = append(out, p.Validating[i], p.ValidatingBindings[i])
 	}
 	return out
 }

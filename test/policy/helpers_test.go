@@ -39,11 +39,7 @@ func createSet(t *testing.T, set string, o policy.Options) *policy.Policies {
 		t.Fatal(err)
 	}
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{setLabel: set}}
-	ps.MutatingBinding.Spec.MatchResources.NamespaceSelector = sel
-	ps.WarnBinding.Spec.MatchResources.NamespaceSelector = sel
-	if ps.DenyBinding != nil {
-		ps.DenyBinding.Spec.MatchResources.NamespaceSelector = sel
-	}
+	ps.SetNamespaceSelector(sel)
 	ctx := context.Background()
 	for _, obj := range ps.Objects() {
 		if err := k8s.Create(ctx, obj.(client.Object)); err != nil {
