@@ -55,9 +55,11 @@ func forJ(expr string) string { return "lists.range(size(variables.cands)).map(j
 
 func base(e string) string { return "(" + e + ").substring((" + e + ").lastIndexOf('/') + 1)" }
 
-// ceilSeconds mirrors mutate.ceilSeconds for a non-negative CEL duration.
+// ceilSeconds mirrors mutate.ceilSeconds for a non-negative CEL duration. getMilliseconds is the whole
+// duration in milliseconds, and every duration here has millisecond precision (finer ones are refused, see
+// unsupported), so rounding the milliseconds up is exact.
 func ceilSeconds(d string) string {
-	return "((" + d + ").getSeconds() + ((" + d + ") > duration(string((" + d + ").getSeconds()) + 's') ? 1 : 0))"
+	return "(((" + d + ").getMilliseconds() + 999) / 1000)"
 }
 
 // frac is the sub-second part of a non-negative duration.
@@ -144,8 +146,10 @@ func (c *compiler) build() {
 	// Every pattern is one element of a list (a chain of conditionals would pass CEL's nesting limit with
 	// a hundred profiles); the first match wins.
 	c.add("detAll", forJ(c.detectList()))
-	c.add("det", forJ("size(variables.detAll[j]) == 0 ? ['', ''] : [variables.detAll[j][0][0], variables.detAll[j][0][1] + ' ' + "+
-		"(variables.detAll[j][0][1] == 'image' ? "+quoteExpr("variables.img[j]")+" : "+quoteExpr("variables.progs[j]")+") + ' matches ' + variables.detAll[j][0][2]]"))
+	// The winner's profile (what the mutation needs) and its rule text (what warnings and explain show).
+	c.add("detName", "variables.detAll.map(h, size(h) == 0 ? '' : h[0].split('\\u0000')[1])")
+	c.add("detText", forJ("size(variables.detAll[j]) == 0 ? '' : variables.detAll[j][0].split('\\u0000')[2] + ' ' + "+
+		"(variables.detAll[j][0].split('\\u0000')[2] == 'image' ? "+quoteExpr("variables.img[j]")+" : "+quoteExpr("variables.progs[j]")+") + ' matches ' + variables.detAll[j][0].split('\\u0000')[3]"))
 
 	// selectContainer: the profile.
 	c.add("psp", "variables.cands.map(x, variables.anns[?"+lit(P+"profile.")+" + x.name].orValue("+unset+"))")
@@ -160,8 +164,8 @@ func (c *compiler) build() {
 		"(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].name in "+c.meshList()+" ? 'mesh-proxy' : "+
 		"variables.pchoice[j] == 'none' ? 'profile-none' : ''"))
 	c.add("sel", "variables.skipSel.map(s, s == '')")
-	c.add("prof", forJ("!(variables.pchoice[j] in ['auto', 'none']) ? variables.pchoice[j] : variables.det[j][0] != '' ? variables.det[j][0] : variables.nsProf != '' ? variables.nsProf : "+lit(c.defProf)))
-	c.add("psrc", forJ("!(variables.pchoice[j] in ['auto', 'none']) ? 'annotation ' + variables.pkey[j] : variables.det[j][0] != '' ? 'detected: ' + variables.det[j][1] : "+
+	c.add("prof", forJ("!(variables.pchoice[j] in ['auto', 'none']) ? variables.pchoice[j] : variables.detName[j] != '' ? variables.detName[j] : variables.nsProf != '' ? variables.nsProf : "+lit(c.defProf)))
+	c.add("psrc", forJ("!(variables.pchoice[j] in ['auto', 'none']) ? 'annotation ' + variables.pkey[j] : variables.detName[j] != '' ? 'detected: ' + variables.detText[j] : "+
 		"variables.nsProf != '' ? 'namespace annotation "+mutate.AnnotationDefaultProfile+"' : 'cluster default'"))
 	c.add("cp", "variables.prof.map(p, variables.catalog[p])")
 	c.add("profProblems", forJ("variables.sel[j] ? variables.pbad[j].map(k, "+
@@ -265,11 +269,11 @@ func (c *compiler) build() {
 	c.add("shimName", "size(variables.shimIdx) > 0 ? variables.inits[variables.shimIdx[0]].name : "+unique(lit(mutate.ShimContainerName), "variables.names"))
 	c.add("chkBase", "variables.cands.map(x, "+lit(mutate.CheckContainerPrefix)+" + x.name)")
 	c.add("chkAt", forJ("lists.range(size(variables.inits)).filter(i, "+isCheck("variables.inits[i]")+" && variables.inits[i].?env.orValue([]).exists(e, e.name == "+lit(mutate.CheckForEnv)+" && e.?value.orValue('') == variables.cands[j].name))"))
-	c.add("chkName", forJ("size(variables.chkAt[j]) > 0 ? variables.inits[variables.chkAt[j][0]].name : "+unique("variables.chkBase[j]", "variables.names + [variables.shimName]")))
-	c.add("origProgs", forJ(program("variables.orig[j]")))
+	c.add("chkName", forJ("!variables.chk[j] ? '' : size(variables.chkAt[j]) > 0 ? variables.inits[variables.chkAt[j][0]].name : "+unique("variables.chkBase[j]", "variables.names + [variables.shimName]")))
+	c.add("origProgs", forJ("!variables.chk[j] ? '' : "+program("variables.orig[j]")))
 	fpmWords := "(variables.orig[j] + variables.args[j])"
-	c.add("fpmAt", forJ("lists.range(size"+fpmWords+").filter(i, ("+fpmWords+"[i] in ['-y', '--fpm-config'] && i + 1 < size"+fpmWords+") || "+fpmWords+"[i].startsWith('--fpm-config='))"))
-	c.add("fpmConfig", forJ("size(variables.fpmAt[j]) == 0 ? '' : "+fpmWords+"[variables.fpmAt[j][0]].startsWith('--fpm-config=') && !("+fpmWords+"[variables.fpmAt[j][0]] in ['-y', '--fpm-config']) ? "+
+	c.add("fpmAt", forJ("!variables.chk[j] ? [] : lists.range(size"+fpmWords+").filter(i, ("+fpmWords+"[i] in ['-y', '--fpm-config'] && i + 1 < size"+fpmWords+") || "+fpmWords+"[i].startsWith('--fpm-config='))"))
+	c.add("fpmConfig", forJ("!variables.chk[j] ? '' : size(variables.fpmAt[j]) == 0 ? '' : "+fpmWords+"[variables.fpmAt[j][0]].startsWith('--fpm-config=') && !("+fpmWords+"[variables.fpmAt[j][0]] in ['-y', '--fpm-config']) ? "+
 		fpmWords+"[variables.fpmAt[j][0]].substring(13) : "+fpmWords+"[variables.fpmAt[j][0] + 1]"))
 
 	// Engine rules this compiler does not express yet: such pods are left to the webhook, never rendered
@@ -299,11 +303,31 @@ func (c *compiler) build() {
 		}
 		return strings.Join(conds, " || ")
 	}
-	c.add("blocked", "variables.unsupported != '' ? variables.unsupported : "+
-		"lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue()) ? 'a container with its own lifecycle.stopSignal' : "+
-		"lists.range(size(variables.cands)).exists(j, variables.sel[j] && ("+orFalse(wrapConds)+")) ? 'a launcher script that does not exec the server (the shim must signal it by name)' : "+
-		"lists.range(size(variables.cands)).exists(j, variables.sel[j] && ("+orFalse(flagConds)+")) ? 'a drain timeout set by a command-line flag' : "+
-		"lists.range(size(variables.cands)).exists(j, variables.chk[j] && size(variables.chkAt[j]) == 0 && size(variables.chkBase[j]) > 63) ? 'a php-fpm check for a container name longer than 48 characters' : ''")
+	// Each rule is a branch only when some profile can trigger it, and a cheap test of the container's
+	// profile comes first.
+	var wrapProfiles, flagProfiles []string
+	for _, p := range c.catalog.All() {
+		if p.Timeout != nil {
+			flagProfiles = append(flagProfiles, p.Name)
+		}
+		if len(p.Wrappers) > 0 {
+			wrapProfiles = append(wrapProfiles, p.Name)
+		}
+	}
+	blocked := "''"
+	rule := func(cond, reason string) { blocked = cond + " ? " + lit(reason) + " : " + blocked }
+	rule("lists.range(size(variables.cands)).exists(j, variables.chk[j] && size(variables.chkAt[j]) == 0 && size(variables.chkBase[j]) > 63)", "a php-fpm check for a container name longer than 48 characters")
+	if len(flagConds) > 0 {
+		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.prof[j] in "+litList(flagProfiles)+" && ("+orFalse(flagConds)+"))", "a drain timeout set by a command-line flag")
+	}
+	if len(wrapConds) > 0 {
+		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.prof[j] in "+litList(wrapProfiles)+" && ("+orFalse(wrapConds)+"))", "a launcher script that does not exec the server (the shim must signal it by name)")
+	}
+	if !c.plain { // a plain pod has no lifecycle and no lastcall annotation
+		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue())", "a container with its own lifecycle.stopSignal")
+		blocked = "variables.unsupported != '' ? variables.unsupported : " + blocked
+	}
+	c.add("blocked", blocked)
 	c.addWarnings()
 }
 
@@ -393,33 +417,71 @@ func (c *compiler) override(v, key, what string, p parse, fromProfile string, is
 		"(!"+spOk+"[j] && "+pw+" != "+unset+" && !"+pwOk+" ? ["+problem(lit(P+key), pw, p(pw).err, fallback)+"] : [])"))
 }
 
-// detectChain mirrors Catalog.Detect: the first profile in detection order whose image or command pattern
-// matches; each branch also builds the rule text explain shows.
+// detectList mirrors Catalog.Detect: the first pattern in detection order (profiles in order, each one's
+// image patterns, then its command patterns) that matches. A match is one string "order NUL profile NUL kind
+// NUL pattern" with order zero-padded, so sort() puts the winner first. Plain names (most patterns) are
+// looked up in map literals instead of being compared one by one; only glob patterns are evaluated.
 func (c *compiler) detectList() string {
-	var elems []string
+	exact := map[string]map[string]string{"variables.imgName[j]": {}, "variables.imgTag[j]": {}, "variables.progs[j]": {}}
+	var globs []string
+	n := 0
+	entry := func(name, kind, pat string) string {
+		n++
+		return fmt.Sprintf("%04d", n) + "\x00" + name + "\x00" + kind + "\x00" + strconv.Quote(pat)
+	}
+	add := func(subject, name, kind, pat string) {
+		e := entry(name, kind, pat)
+		if strings.IndexAny(pat, `*?[\`) < 0 {
+			if _, dup := exact[subject][pat]; !dup { // an earlier pattern wins anyway
+				exact[subject][pat] = e
+			}
+			return
+		}
+		cond, err := globExpr(subject, pat)
+		if err != nil {
+			c.problems = append(c.problems, fmt.Sprintf("profile %s: match.%s %q: %v", name, map[string]string{"image": "images", "command": "commands"}[kind], pat, err))
+			return
+		}
+		if kind == "command" {
+			cond = subject + " != '' && " + cond
+		}
+		globs = append(globs, "("+cond+" ? ["+lit(e)+"] : [])")
+	}
 	for _, p := range c.catalog.All() {
 		for _, pat := range p.Match.Images {
 			subject := "variables.imgName[j]"
 			if strings.IndexByte(pat, ':') >= 0 {
 				subject = "variables.imgTag[j]"
 			}
-			cond, err := globExpr(subject, pat)
-			if err != nil {
-				c.problems = append(c.problems, fmt.Sprintf("profile %s: match.images %q: %v", p.Name, pat, err))
-				continue
-			}
-			elems = append(elems, fmt.Sprintf("%s ? [%s, 'image', %s] : []", cond, lit(p.Name), lit(strconv.Quote(pat))))
+			add(subject, p.Name, "image", pat)
 		}
 		for _, pat := range p.Match.Commands {
-			cond, err := globExpr("variables.progs[j]", pat)
-			if err != nil {
-				c.problems = append(c.problems, fmt.Sprintf("profile %s: match.commands %q: %v", p.Name, pat, err))
-				continue
-			}
-			elems = append(elems, fmt.Sprintf("variables.progs[j] != '' && %s ? [%s, 'command', %s] : []", cond, lit(p.Name), lit(strconv.Quote(pat))))
+			add("variables.progs[j]", p.Name, "command", pat)
 		}
 	}
-	return "[" + strings.Join(elems, ", ") + "].filter(x, size(x) > 0)"
+	parts := []string{}
+	for _, subject := range []string{"variables.imgName[j]", "variables.imgTag[j]", "variables.progs[j]"} {
+		m := exact[subject]
+		if len(m) == 0 {
+			continue
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		kv := make([]string, len(keys))
+		for i, k := range keys {
+			kv[i] = lit(k) + ": " + lit(m[k])
+		}
+		lookup := "{" + strings.Join(kv, ", ") + "}"
+		parts = append(parts, "("+subject+" in "+lookup+" ? ["+lookup+"["+subject+"]] : [])")
+	}
+	parts = append(parts, globs...)
+	if len(parts) == 0 {
+		return "[]"
+	}
+	return "(" + strings.Join(parts, " + ") + ").sort()"
 }
 
 // litList is a CEL list literal of strings.
@@ -510,7 +572,7 @@ func (c *compiler) patch() (string, error) {
 		"'terminationMessagePolicy': dyn('FallbackToLogsOnError'), 'terminationMessagePath': dyn('/dev/termination-log')}"
 	newIdx := "(size(variables.shimIdx) > 0 && variables.chkAt[j][0] > variables.shimIdx[0] ? variables.chkAt[j][0] : variables.chkAt[j][0] + 1)"
 	_ = newIdx
-	c.add("chkIdx", forJ("size(variables.inits) + (size(variables.shimIdx) > 0 ? 0 : 1) + size(lists.range(j).filter(k, variables.chk[k] && size(variables.chkAt[k]) == 0))"))
+	c.add("chkIdx", forJ("!variables.chk[j] ? 0 : size(variables.inits) + (size(variables.shimIdx) > 0 ? 0 : 1) + size(lists.range(j).filter(k, variables.chk[k] && size(variables.chkAt[k]) == 0))"))
 	cp := "'/spec/initContainers/' + string(variables.chkIdx[j])"
 	copyOp := func(field string) string {
 		return "(" + cx + ".?" + field + ".hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/" + field + "', path: " + cp + " + '/" + field + "'}] : [])"
