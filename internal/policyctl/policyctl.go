@@ -94,7 +94,11 @@ func (r *Reconciler) count(result string) {
 // names are the objects the controller owns, for the drift watch and cleanup.
 func (r *Reconciler) names() map[string]bool {
 	n := r.name()
-	return map[string]bool{n: true, n + "-warnings": true, n + "-strict": true}
+	out := map[string]bool{}
+	for _, x := range append(policy.MutatingNames(n), policy.ValidatingNames(n)...) {
+		out[x] = true
+	}
+	return out
 }
 
 func (r *Reconciler) name() string {
@@ -185,12 +189,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		r.count("failed")
 		return ctrl.Result{}, err
 	}
-	if ps.Deny == nil {
-		// Strict mode was switched off: its policy and binding would keep denying pods.
-		if err := r.deleteStrict(ctx); err != nil {
-			r.count("failed")
-			return ctrl.Result{}, err
-		}
+	// A policy this render does not have (strict mode switched off, the warnings' short way ruled out by a
+	// new profile) would keep acting on pods with the old render.
+	if err := r.deleteStale(ctx, ps); err != nil {
+		r.count("failed")
+		return ctrl.Result{}, err
 	}
 	r.count("applied")
 	r.Log.Info("policy applied", "shutdownProfiles", len(items), "leftOut", leftOut(verdicts))
@@ -278,14 +281,23 @@ func (r *Reconciler) apply(ctx context.Context, objs []*unstructured.Unstructure
 	return nil
 }
 
-func (r *Reconciler) deleteStrict(ctx context.Context) error {
-	n := r.name() + "-strict"
-	for _, o := range []client.Object{
-		&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: n}},
-		&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: n}},
-	} {
+func (r *Reconciler) deleteStale(ctx context.Context, ps *policy.Policies) error {
+	var objs []client.Object
+	for _, n := range policy.MutatingNames(r.name()) {
+		if !ps.Has(n) {
+			objs = append(objs, &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: n}},
+				&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: n}})
+		}
+	}
+	for _, n := range policy.ValidatingNames(r.name()) {
+		if !ps.Has(n) {
+			objs = append(objs, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: n}},
+				&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: n}})
+		}
+	}
+	for _, o := range objs {
 		if err := r.Client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete %T %s (strict mode is off): %w", o, n, err)
+			return fmt.Errorf("delete %T %s (not in the current render): %w", o, o.GetName(), err)
 		}
 	}
 	return nil

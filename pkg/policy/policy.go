@@ -63,6 +63,31 @@ type Policies struct {
 	ValidatingBindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
+// MutatingNames and ValidatingNames are every policy name a render named name can produce (each binding has
+// its policy's name): which validating policies exist depends on the catalog and strict mode, so whoever
+// applies renders deletes the ones the current render does not have.
+func MutatingNames(name string) []string { return []string{name, name + "-plain"} }
+
+// ValidatingNames: see MutatingNames.
+func ValidatingNames(name string) []string {
+	return []string{name + "-warnings", name + "-warnings-handled", name + "-strict"}
+}
+
+// Has reports whether the render has a policy (and binding) of that name.
+func (p *Policies) Has(name string) bool {
+	for _, m := range p.Mutating {
+		if m.Name == name {
+			return true
+		}
+	}
+	for _, v := range p.Validating {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // SetNamespaceSelector points every binding at the namespaces sel selects.
 func (p *Policies) SetNamespaceSelector(sel *metav1.LabelSelector) {
 	for _, b := range p.MutatingBindings {

@@ -65,7 +65,7 @@ func TestPolicyController(t *testing.T) {
 			MetricsAddr: "0", ProbeAddr: probe,
 			PolicyEdit: func(ps *policy.Policies) {
 				if breakWarnings.Load() {
-					ps.Warn.Spec.Validations[0].Expression = "size(variables.warnings) <= "
+					ps.Validating[0].Spec.Validations[0].Expression = "size(variables.warnings) <= "
 				}
 			},
 		}, logr.Discard())
@@ -140,15 +140,17 @@ func TestPolicyController(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got admissionregistrationv1.MutatingAdmissionPolicy
-		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &got); err != nil {
-			t.Fatal(err)
-		}
-		if d := cmp.Diff(want.Mutating.Spec.Mutations, got.Spec.Mutations); d != "" {
-			t.Errorf("applied mutation differs from the compiler's (-want +got):\n%s", d)
-		}
-		if d := cmp.Diff(want.Mutating.Spec.Variables, got.Spec.Variables); d != "" {
-			t.Errorf("applied variables differ from the compiler's (-want +got):\n%s", d)
+		for _, w := range want.Mutating {
+			var got admissionregistrationv1.MutatingAdmissionPolicy
+			if err := k8s.Get(ctx, client.ObjectKey{Name: w.Name}, &got); err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(w.Spec.Mutations, got.Spec.Mutations); d != "" {
+				t.Errorf("%s: applied mutation differs from the compiler's (-want +got):\n%s", w.Name, d)
+			}
+			if d := cmp.Diff(w.Spec.Variables, got.Spec.Variables); d != "" {
+				t.Errorf("%s: applied variables differ from the compiler's (-want +got):\n%s", w.Name, d)
+			}
 		}
 	}
 
@@ -306,15 +308,20 @@ func TestPolicyController(t *testing.T) {
 // policies nor its ShutdownProfiles.
 func cleanupController(t *testing.T, name string) {
 	ctx := context.Background()
-	for _, o := range []client.Object{
-		&admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name}},
-		&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}},
-		&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name + "-warnings"}},
-		&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name + "-warnings"}},
+	objs := []client.Object{}
+	for _, n := range policy.MutatingNames(name) {
+		objs = append(objs, &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: n}},
+			&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: n}})
+	}
+	for _, n := range policy.ValidatingNames(name) {
+		objs = append(objs, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: n}},
+			&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: n}})
+	}
+	for _, o := range append(objs, []client.Object{
 		&v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "acme"}},
 		&v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "fine-grained"}},
 		&v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "later"}},
-	} {
+	}...) {
 		if err := k8s.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("cleanup: %v", err)
 		}
