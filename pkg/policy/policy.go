@@ -227,12 +227,20 @@ func (c *compiler) objects(patch string, pc *compiler, plainPatch string) *Polic
 	}
 	selection := c.matchResources()
 	conditions := []admissionregistrationv1.MatchCondition{
-		{Name: "not-opted-out", Expression: "!has(object.metadata.annotations) || !(" + lit(mutate.AnnotationInject) + " in object.metadata.annotations) || !(object.metadata.annotations[" + lit(mutate.AnnotationInject) + "].trim().lowerAscii() in " + litList(mutate.InjectOptOutValues()) + ")"},
 		{Name: "not-windows", Expression: "!has(object.spec.os) || object.spec.os.name != 'windows'"},
 		{Name: "not-mirror-pod", Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"},
+		{Name: "not-opted-out", Expression: "!has(object.metadata.annotations) || !(" + lit(mutate.AnnotationInject) + " in object.metadata.annotations) || !(object.metadata.annotations[" + lit(mutate.AnnotationInject) + "].trim().lowerAscii() in " + litList(mutate.InjectOptOutValues()) + ")"},
 	}
+	// One condition per policy: the API server evaluates every matchCondition of every policy on each pass
+	// of the admission chain (and the mutating chain runs twice when a policy changes the pod), each in its
+	// own program with its own activation, while && stops at the first false part. The parts are the
+	// webhook's conditions, cheapest first, then the policy's own.
 	with := func(extra ...admissionregistrationv1.MatchCondition) []admissionregistrationv1.MatchCondition {
-		return append(append([]admissionregistrationv1.MatchCondition(nil), conditions...), extra...)
+		parts := make([]string, 0, len(conditions)+len(extra))
+		for _, c := range append(append([]admissionregistrationv1.MatchCondition(nil), conditions...), extra...) {
+			parts = append(parts, "("+c.Expression+")")
+		}
+		return []admissionregistrationv1.MatchCondition{{Name: "lastcall-serves", Expression: strings.Join(parts, " && ")}}
 	}
 	out := &Policies{}
 	mutating := func(name, patch string, vars []variable, conds []admissionregistrationv1.MatchCondition) {
