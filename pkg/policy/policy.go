@@ -105,6 +105,7 @@ var Limitations = []string{
 	"lastcall's init containers already in a pod are left as they are (the webhook updates their image, command and resources to the current policy)",
 	"the warnings \"terminationGracePeriodSeconds raised from 0\" and \"replaced its preStop hook\" are not given: the validating policy sees the pod after the mutation, when the 0 and the user's hook are gone",
 	"bad lastcall annotations on pods or containers lastcall skips are not reported",
+	"a pod created already carrying lastcall's record annotation (a copied pod spec), with no other lastcall annotation, gets only the warnings its record implies",
 	"warnings quote values with Go's %q rules for quotes and backslashes only, and the API server prefixes each with the validating policy's and binding's names",
 }
 
