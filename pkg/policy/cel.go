@@ -35,7 +35,6 @@ type variable struct{ name, expr string }
 
 type compiler struct {
 	o        Options
-	plain    bool // compiling for plain pods only (see PlainPod)
 	catalog  *profiles.Catalog
 	vars     []variable
 	warnVars []variable // only the warning policy's
@@ -145,7 +144,7 @@ func (c *compiler) build() {
 	c.add("imgTag", "variables.imgBase.map(s, s.indexOf(':') >= 0 ? s : s + ':latest')")
 	// Every pattern is one element of a list (a chain of conditionals would pass CEL's nesting limit with
 	// a hundred profiles); the first match wins.
-	c.add("detAll", forJ(c.detectList()))
+	c.add("detAll", forJ(c.detectList("variables.imgName[j]", "variables.imgTag[j]", "variables.progs[j]")))
 	// The winner's profile (what the mutation needs) and its rule text (what warnings and explain show).
 	c.add("detName", "variables.detAll.map(h, size(h) == 0 ? '' : h[0].split('\\u0000')[1])")
 	c.add("detText", forJ("size(variables.detAll[j]) == 0 ? '' : variables.detAll[j][0].split('\\u0000')[2] + ' ' + "+
@@ -323,18 +322,23 @@ func (c *compiler) build() {
 	if len(wrapConds) > 0 {
 		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.prof[j] in "+litList(wrapProfiles)+" && ("+orFalse(wrapConds)+"))", "a launcher script that does not exec the server (the shim must signal it by name)")
 	}
-	if !c.plain { // a plain pod has no lifecycle and no lastcall annotation
-		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue())", "a container with its own lifecycle.stopSignal")
-		blocked = "variables.unsupported != '' ? variables.unsupported : " + blocked
-	}
+	rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue())", "a container with its own lifecycle.stopSignal")
+	blocked = "variables.unsupported != '' ? variables.unsupported : " + blocked
 	c.add("blocked", blocked)
 	c.addWarnings()
 }
 
 // program mirrors profiles.Program for a CEL list of words.
-func program(w string) string {
+func program(w string) string { return programFrom(w, programFirst(w)) }
+
+// programFirst is the indexes of w that can be the program (wrappers such as tini or bundle exec skipped).
+func programFirst(w string) string {
 	skip := "['exec', 'dumb-init', 'tini', '--', 'env']"
-	first := "lists.range(size(" + w + ")).filter(i, !(" + base(w+"[i]") + " in " + skip + ") && !(" + base(w+"[i]") + " == 'bundle' && i + 2 < size(" + w + ") && " + w + "[i + 1] == 'exec'))"
+	return "lists.range(size(" + w + ")).filter(i, !(" + base(w+"[i]") + " in " + skip + ") && !(" + base(w+"[i]") + " == 'bundle' && i + 2 < size(" + w + ") && " + w + "[i + 1] == 'exec'))"
+}
+
+// programFrom is program with programFirst(w) given (a precomputed list, so it is not evaluated again).
+func programFrom(w, first string) string {
 	i0 := first + "[0]"
 	b := base(w + "[" + i0 + "]")
 	dashM := "lists.range(size(" + w + ")).filter(k, k > " + i0 + " && k + 1 < size(" + w + ") && " + w + "[k] == '-m')"
@@ -421,8 +425,8 @@ func (c *compiler) override(v, key, what string, p parse, fromProfile string, is
 // image patterns, then its command patterns) that matches. A match is one string "order NUL profile NUL kind
 // NUL pattern" with order zero-padded, so sort() puts the winner first. Plain names (most patterns) are
 // looked up in map literals instead of being compared one by one; only glob patterns are evaluated.
-func (c *compiler) detectList() string {
-	exact := map[string]map[string]string{"variables.imgName[j]": {}, "variables.imgTag[j]": {}, "variables.progs[j]": {}}
+func (c *compiler) detectList(imgName, imgTag, prog string) string {
+	exact := map[string]map[string]string{imgName: {}, imgTag: {}, prog: {}}
 	var globs []string
 	n := 0
 	entry := func(name, kind, pat string) string {
@@ -449,18 +453,18 @@ func (c *compiler) detectList() string {
 	}
 	for _, p := range c.catalog.All() {
 		for _, pat := range p.Match.Images {
-			subject := "variables.imgName[j]"
+			subject := imgName
 			if strings.IndexByte(pat, ':') >= 0 {
-				subject = "variables.imgTag[j]"
+				subject = imgTag
 			}
 			add(subject, p.Name, "image", pat)
 		}
 		for _, pat := range p.Match.Commands {
-			add("variables.progs[j]", p.Name, "command", pat)
+			add(prog, p.Name, "command", pat)
 		}
 	}
 	parts := []string{}
-	for _, subject := range []string{"variables.imgName[j]", "variables.imgTag[j]", "variables.progs[j]"} {
+	for _, subject := range []string{imgName, imgTag, prog} {
 		m := exact[subject]
 		if len(m) == 0 {
 			continue
@@ -765,48 +769,12 @@ func (c *compiler) maxNeeded() int64 {
 // annotation (so no overrides, no bad values, no record of an earlier pass), no init containers (so no
 // native sidecars and none of lastcall's own), and no container with a lifecycle, a mount at lastcall's
 // directory or a command that runs the shim. For such pods many stages of the engine have a known result;
-// the mutating policy for them (compiled with plain set) states those results instead of computing them,
-// and the general policy takes every other pod.
+// the mutating policy for them (plainPolicy) is the engine written again for just such pods, and the general
+// policy takes every other pod.
 var PlainPod = "(!has(object.metadata.annotations) || !object.metadata.annotations.exists(k, k.startsWith(" + lit(mutate.Prefix) + "))) && " +
 	"(!has(object.spec.initContainers) || size(object.spec.initContainers) == 0) && " +
 	"object.spec.containers.all(x, !has(x.lifecycle) && (!has(x.volumeMounts) || x.volumeMounts.all(m, m.mountPath != " + lit(mutate.ShimDir) + ")) && " +
 	"(!has(x.command) || size(x.command) == 0 || x.command[0] != " + lit(mutate.ShimPath) + "))"
-
-// simplify replaces the stages whose result PlainPod fixes. Each replacement is what the general stage
-// evaluates to on a plain pod; the parity test runs every golden through whichever policy matches it.
-func (c *compiler) simplify() {
-	none := "variables.cands.map(x, false)"
-	empty := "variables.cands.map(x, [])"
-	repl := map[string]string{
-		"inits":  "[]",
-		"record": "[]",
-		"cands":  "lists.range(size(object.spec.containers)).map(i, {'name': dyn(object.spec.containers[i].name), 'init': dyn(false), 'idx': dyn(i), 'c': dyn(object.spec.containers[i])})",
-		"lcKeys": "[]", "annProblems": "[]",
-		// No profile annotation: every container is "auto".
-		"psp": "variables.cands.map(x, " + unset + ")", "ppw": unset, "ppwDec": "false", "pdec": none,
-		"pchoice": "variables.cands.map(x, 'auto')", "pkey": "variables.cands.map(x, " + lit(mutate.AnnotationProfile) + ")",
-		"pbad": empty, "profProblems": empty,
-		"skipSel": "variables.cands.map(x, x.name in " + c.meshList() + " ? 'mesh-proxy' : '')",
-		// No override annotation: the profile's values.
-		"dVal": "variables.cp.map(p, p.delay)", "tVal": "variables.cp.map(p, p.timeout)",
-		"sVal": "variables.cp.map(p, p.signal)", "vVal": "variables.cp.map(p, p.supervise)",
-		"dProblems": empty, "tProblems": empty, "sProblems": empty, "vProblems": empty,
-		"unsupported": "''", "podProblems": "[]", "denySorted": "[]", "denyList": "[]",
-		// No lifecycle, no mount at the shim directory, no shim command.
-		"hookKind": "variables.cands.map(x, 'none')", "kept0": none, "delay0": "variables.dVal",
-		"shimIdx": "[]", "dirMounts": empty, "fm": none, "hookShim": none,
-		"wrapAt": empty, "wrapped": none, "orig": "variables.cmds", "chkAt": empty,
-	}
-	for i, v := range c.vars {
-		if e, ok := repl[v.name]; ok {
-			c.vars[i].expr = e
-			delete(repl, v.name)
-		}
-	}
-	if len(repl) > 0 {
-		panic(fmt.Sprintf("policy: simplify names unknown stages %v", repl))
-	}
-}
 
 var varRef = regexp.MustCompile(`variables\.([A-Za-z_][A-Za-z0-9_]*)`)
 

@@ -168,15 +168,12 @@ func Compile(o Options) (*Policies, error) {
 	if len(c.problems) > 0 {
 		return nil, fmt.Errorf("cannot compile the policy:\n  %s", strings.Join(c.problems, "\n  "))
 	}
-	// The same engine again, specialised for plain pods (see PlainPod).
-	pc := &compiler{o: c.o, catalog: c.catalog, limit: c.limit, names: c.names, defProf: c.defProf, defWarn: c.defWarn, plain: true}
-	pc.build()
-	pc.simplify()
-	plainPatch, err := pc.patch()
+	// The engine again, for plain pods only (see PlainPod).
+	plainVars, plainPatch, err := c.plainPolicy()
 	if err != nil {
 		return nil, err
 	}
-	return c.objects(patch, pc, plainPatch), nil
+	return c.objects(patch, plainVars, plainPatch), nil
 }
 
 // Layer layers ShutdownProfile overrides over the built-ins as the webhook does (profiles.Catalog.Layer) and
@@ -213,7 +210,7 @@ func (c *compiler) variables(vars []variable) []admissionregistrationv1.Variable
 	return out
 }
 
-func (c *compiler) objects(patch string, pc *compiler, plainPatch string) *Policies {
+func (c *compiler) objects(patch string, plainVars []variable, plainPatch string) *Policies {
 	o := c.o
 	fp := o.FailurePolicy
 	labels := map[string]string{"app.kubernetes.io/name": "lastcall", "app.kubernetes.io/component": "admission-policy"}
@@ -275,7 +272,7 @@ func (c *compiler) objects(patch string, pc *compiler, plainPatch string) *Polic
 	mutating(o.Name, patch, c.vars, with(
 		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled},
 		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + PlainPod + ")"}))
-	mutating(o.Name+"-plain", plainPatch, pc.vars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: PlainPod}))
+	mutating(o.Name+"-plain", plainPatch, plainVars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: PlainPod}))
 
 	validating := func(name, list string, vars []variable, conds []admissionregistrationv1.MatchCondition, action admissionregistrationv1.ValidationAction) {
 		validations := make([]admissionregistrationv1.Validation, 0, WarningSlots)

@@ -1,0 +1,191 @@
+package policy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/lastcall-dev/lastcall/pkg/mutate"
+)
+
+// The mutating policy for plain pods (PlainPod) is the engine written again for what such a pod can be, in
+// wide stages: the API server runs each CEL variable as its own program and every comprehension at a price
+// that dwarfs the work inside it (docs/performance.md), so here one comprehension computes everything a
+// container needs at one level of the engine's dependencies, and values a stage needs once are inlined.
+// On a plain pod it must give exactly what the general policy (build, patch) gives; the parity test runs
+// every golden case whose pod is plain through it.
+//
+// Per container j (object.spec.containers[j]; plain pods have no init containers, so no native sidecars):
+//
+//	variables.a[j]     {w: the words (command, else args), first: index of the program word}
+//	variables.pg[j]    [program, image name, image name:tag]
+//	variables.det[j]   detection hits, best first (detectList)
+//	variables.prof[j]  the profile, "" for a container left alone (a mesh proxy)
+//	variables.d1[j]    the drain delay after ordering (an upstream waits for the slowest proxy + 1s)
+//	variables.d2[j]    d1 clipped below the grace period
+//	variables.kind[j]  how it is rendered: "" (left alone), none, sleep, stop, sup, exec
+//	variables.hook[j]  the preStop hook, {} for none
+func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
+	add := func(name, expr string) { vars = append(vars, variable{name, expr}) }
+	ctr := "object.spec.containers[j]"
+	n := "size(object.spec.containers)"
+	each := func(expr string) string { return "lists.range(" + n + ").map(j, " + expr + ")" }
+	cp := func(field string) string { return "variables.catalog[variables.prof[j]]." + field }
+	cmd := ctr + ".?command.orValue([])"
+	words := "(size(" + cmd + ") > 0 ? " + ctr + ".command : " + ctr + ".?args.orValue([]))"
+
+	add("anns", "object.metadata.?annotations.orValue({})")
+	add("labels", "object.metadata.?labels.orValue({})")
+	add("nsLabels", "namespaceObject.metadata.?labels.orValue({})")
+	add("nsAnns", "namespaceObject.metadata.?annotations.orValue({})")
+	// Engine.podSkip for what reaches a plain pod's policy: mirror pods, Windows and the opt-out annotation
+	// are ruled out by its matchCondition.
+	add("skip", "variables.labels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'pod-opt-out-label' : "+
+		"variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == 'disabled' ? 'namespace-opt-out' : ''")
+	add("observe", "variables.nsLabels[?"+lit(mutate.LabelInject)+"].orValue('') == "+lit(mutate.ManagedObserve))
+	add("catalog", c.catalogLiteral())
+	add("nsDef", "variables.nsAnns[?"+lit(mutate.AnnotationDefaultProfile)+"].orValue('')")
+	add("nsProf", "variables.nsDef in variables.catalog ? variables.nsDef : ''")
+	add("names", "object.spec.containers.map(x, x.name)")
+
+	// Program (profiles.Program) in two steps, so the program word's index is found once.
+	add("a", each("{'w': dyn("+words+"), 'first': dyn("+programFirst(words)+")}"))
+	imgBase := "(" + ctr + ".?image.orValue('').indexOf('@') >= 0 ? " + ctr + ".image.substring(0, " + ctr + ".image.indexOf('@')) : " + ctr + ".?image.orValue(''))"
+	imgBase = "(" + imgBase + ").substring((" + imgBase + ").lastIndexOf('/') + 1)"
+	add("pg", each("["+programFrom("variables.a[j].w", "variables.a[j].first")+", "+
+		"("+imgBase+".indexOf(':') >= 0 ? "+imgBase+".substring(0, "+imgBase+".indexOf(':')) : "+imgBase+"), "+
+		"("+imgBase+".indexOf(':') >= 0 ? "+imgBase+" : "+imgBase+" + ':latest')]"))
+	add("det", each(c.detectList("variables.pg[j][1]", "variables.pg[j][2]", "variables.pg[j][0]")))
+	add("prof", each(ctr+".name in "+c.meshList()+" ? '' : size(variables.det[j]) > 0 ? variables.det[j][0].split('\\u0000')[1] : "+
+		"variables.nsProf != '' ? variables.nsProf : "+lit(c.defProf)))
+	add("planned", "variables.prof.exists(p, p != '')")
+
+	// order and grace.
+	add("proxyDelays", "variables.prof.filter(p, p != '' && variables.catalog[p].role == 'proxy').map(p, variables.catalog[p].delay).sort()")
+	last := "variables.proxyDelays[size(variables.proxyDelays) - 1] + duration('1s')"
+	add("d1", each("variables.prof[j] == '' ? duration('0s') : "+cp("role")+" == 'upstream' && size(variables.proxyDelays) > 0 && "+cp("delay")+" < "+last+" ? "+last+" : "+cp("delay")))
+	add("needed", "variables.planned ? lists.range("+n+").filter(j, variables.prof[j] != '').map(j, "+ceilSeconds("variables.d1[j] + "+cp("timeout")+" + duration('2s')")+").max() : 0")
+	lim := strconv.FormatInt(c.limit, 10)
+	add("current", "object.spec.?terminationGracePeriodSeconds.orValue(30)")
+	add("target", "variables.current > variables.needed ? variables.current : variables.needed")
+	add("grace", "variables.target > "+lim+" && variables.current <= "+lim+" ? "+lim+" : variables.target")
+	add("graceD", "duration(string(variables.grace) + 's')")
+	add("d2", each("variables.d1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.d1[j]"))
+
+	// render.
+	supEff := "(" + cp("supervise") + " == true && size(" + cmd + ") > 0)"
+	stop := strconv.FormatBool(c.o.Capabilities.StopSignal)
+	add("kind", each("variables.prof[j] == '' ? '' : "+cp("signal")+" == 'SIGTERM' && !"+supEff+" ? (variables.d2[j] > duration('0s') ? 'sleep' : 'none') : "+
+		cp("signal")+" != 'SIGTERM' && "+stop+" ? 'stop' : "+supEff+" ? 'sup' : 'exec'"))
+	fmtD2 := "(variables.d2[j] == " + cp("delay") + " ? string(" + cp("delayFmt") + ") : " + formatDuration("variables.d2[j]") + ")"
+	fmtT := "string(" + cp("timeoutFmt") + ")"
+	sleepy := "(variables.kind[j] in ['sleep', 'stop', 'sup'] && variables.d2[j] > duration('0s'))"
+	sleepHook := "dyn({'sleep': {'seconds': " + ceilSeconds("variables.d2[j]") + "}})"
+	shimSleep := "false"
+	if !c.o.Capabilities.PreStopSleep {
+		sleepHook = "dyn({'exec': {'command': [" + lit(mutate.ShimPath) + ", 'prestop', '--delay', " + fmtD2 + ", '--signal', 'none']}})"
+		shimSleep = sleepy
+	}
+	add("hook", each("variables.kind[j] == 'exec' ? dyn({'exec': {'command': ["+lit(mutate.ShimPath)+", 'prestop', '--delay', "+fmtD2+
+		", '--signal', string("+cp("signal")+"), '--timeout', "+fmtT+"]}}) : "+sleepy+" ? "+sleepHook+" : dyn({})"))
+	checksOn := strconv.FormatBool(c.o.Policy.CheckMode != mutate.CheckModeOff)
+	chk := func(j string) string {
+		return "(variables.kind[" + j + "] != '' && " + checksOn + " && variables.catalog[variables.prof[" + j + "]].checks == true)"
+	}
+	usesShim := "(variables.kind[j] in ['exec', 'sup'] || " + shimSleep + ")"
+	add("needShim", "lists.range("+n+").exists(j, "+usesShim+" || "+chk("j")+")")
+	add("shimName", unique(lit(mutate.ShimContainerName), "variables.names"))
+	add("volNames", "object.spec.?volumes.orValue([]).map(v, v.name)")
+	add("vol", unique(lit(mutate.ShimVolumeName), "variables.volNames"))
+	chkBase := lit(mutate.CheckContainerPrefix) + " + " + ctr + ".name"
+	fpmWords := "(" + cmd + " + " + ctr + ".?args.orValue([]))"
+	add("fpmAt", each("!"+chk("j")+" ? [] : lists.range(size"+fpmWords+").filter(i, ("+fpmWords+"[i] in ['-y', '--fpm-config'] && i + 1 < size"+fpmWords+") || "+fpmWords+"[i].startsWith('--fpm-config='))"))
+
+	// Engine rules the plain policy leaves to the webhook, as the general one does (build's blocked).
+	var flagProfiles, wrapProfiles, flagConds, wrapConds []string
+	for _, p := range c.catalog.All() {
+		if p.Timeout != nil {
+			var fl []string
+			for _, f := range append(append([]string(nil), p.Timeout.Hard...), p.Timeout.Soft...) {
+				fl = append(fl, lit(f))
+			}
+			list := "[" + strings.Join(fl, ", ") + "]"
+			flagProfiles = append(flagProfiles, p.Name)
+			flagConds = append(flagConds, "(variables.prof[j] == "+lit(p.Name)+" && ("+cmd+" + "+ctr+".?args.orValue([])).exists(w, w in "+list+" || "+list+".exists(f, f.startsWith('--') && w.startsWith(f + '='))))")
+		}
+		for _, w := range p.Wrappers {
+			cond, err := globExpr("variables.pg[j][0]", w.Command)
+			if err != nil {
+				return nil, "", fmt.Errorf("profile %s: wrapper %q: %w", p.Name, w.Command, err)
+			}
+			wrapProfiles = append(wrapProfiles, p.Name)
+			wrapConds = append(wrapConds, "(variables.prof[j] == "+lit(p.Name)+" && "+cond+")")
+		}
+	}
+	blocked := "lists.range(" + n + ").exists(j, " + chk("j") + " && size(" + chkBase + ") > 63) ? 'a php-fpm check for a container name longer than 48 characters' : ''"
+	if len(flagConds) > 0 {
+		blocked = "lists.range(" + n + ").exists(j, variables.prof[j] in " + litList(flagProfiles) + " && (" + strings.Join(flagConds, " || ") + ")) ? 'a drain timeout set by a command-line flag' : " + blocked
+	}
+	if len(wrapConds) > 0 {
+		blocked = "lists.range(" + n + ").exists(j, variables.prof[j] in " + litList(wrapProfiles) + " && (" + strings.Join(wrapConds, " || ") + ")) ? 'a launcher script that does not exec the server (the shim must signal it by name)' : " + blocked
+	}
+	add("blocked", blocked)
+
+	// The patch, in the general policy's order.
+	shim, err := celContainer(c.shimContainer(), map[string]string{placeholderName: "variables.shimName", placeholderVolume: "variables.vol"})
+	if err != nil {
+		return nil, "", err
+	}
+	res, err := celValue(c.o.Policy.Checks.Resources, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	jp := func(path, value string) string { return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}" }
+	bp := "'/spec/containers/' + string(j)"
+	mount := "{'name': dyn(variables.vol), 'mountPath': dyn(" + lit(mutate.ShimDir) + "), 'readOnly': dyn(true)}"
+	mountAdd := "(variables.needShim && " + usesShim + ")"
+	lcOps := "(size(variables.hook[j]) == 0 && variables.kind[j] != 'stop' ? [] : [" + jp(bp+" + '/lifecycle'",
+		"{?'preStop': size(variables.hook[j]) > 0 ? optional.of(variables.hook[j]) : optional.none(), ?'stopSignal': variables.kind[j] == 'stop' ? optional.of(dyn("+cp("signal")+")) : optional.none()}") + "])"
+	newCmd := "[" + lit(mutate.ShimPath) + ", 'run'] + (" + cp("signal") + " != 'SIGTERM' ? ['--rewrite', 'TERM=' + string(" + cp("signal") + ").substring(3)] : []) + ['--'] + " + cmd
+	cmdOps := "(variables.kind[j] == 'sup' ? [" + jp(bp+" + '/command'", newCmd) + "] : [])"
+	mountOps := "(" + mountAdd + " ? (" + ctr + ".?volumeMounts.hasValue() ? [" + jp(bp+" + '/volumeMounts/-'", mount) + "] : [" + jp(bp+" + '/volumeMounts'", "["+mount+"]") + "]) : [])"
+	containerOps := "lists.range(" + n + ").filter(j, variables.kind[j] != '').map(j, " + lcOps + " + " + cmdOps + " + " + mountOps + ").flatten()"
+	shimOps := "(variables.needShim ? [" + jp("'/spec/initContainers'", "["+shim+"]") + "] : [])"
+
+	fpmAt := "variables.fpmAt[j]"
+	fpmConfig := "(size(" + fpmAt + ") == 0 ? '' : " + fpmWords + "[" + fpmAt + "[0]].startsWith('--fpm-config=') && !(" + fpmWords + "[" + fpmAt + "[0]] in ['-y', '--fpm-config']) ? " +
+		fpmWords + "[" + fpmAt + "[0]].substring(13) : " + fpmWords + "[" + fpmAt + "[0] + 1])"
+	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + fmtT + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
+		"(size(" + cmd + ") > 0 && variables.pg[j][0].startsWith('php-fpm') ? ['--binary', string(" + ctr + ".command[0])] : []) + " +
+		"(" + fpmConfig + " != '' ? ['--config', string(" + fpmConfig + ")] : [])"
+	check := "{'name': dyn(" + unique(chkBase, "variables.names + [variables.shimName]") + "), 'image': dyn(" + ctr + ".?image.orValue('')), ?'imagePullPolicy': " + ctr + ".?imagePullPolicy, " +
+		"'command': dyn(" + checkCmd + "), ?'workingDir': " + ctr + ".?workingDir, 'resources': dyn(" + res + "), " +
+		"'terminationMessagePolicy': dyn('FallbackToLogsOnError'), 'terminationMessagePath': dyn('/dev/termination-log')}"
+	// The check is the shim (index 0) plus the checks before it.
+	at := "'/spec/initContainers/' + string(1 + size(lists.range(j).filter(k, " + chk("k") + ")))"
+	copyOp := func(field string) string {
+		return "(" + ctr + ".?" + field + ".hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/" + field + "', path: " + at + " + '/" + field + "'}] : [])"
+	}
+	checkFor := "{'name': " + lit(mutate.CheckForEnv) + ", 'value': string(" + ctr + ".name)}"
+	envOps := "(" + ctr + ".?env.hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/env', path: " + at + " + '/env'}, " + jp(at+" + '/env/-'", checkFor) + "] : [" + jp(at+" + '/env'", "["+checkFor+"]") + "])"
+	mountCopy := "(" + ctr + ".?volumeMounts.hasValue() || " + mountAdd + " ? [JSONPatch{op: 'copy', from: " + bp + " + '/volumeMounts', path: " + at + " + '/volumeMounts'}] + " +
+		"(" + mountAdd + " ? [] : [" + jp(at+" + '/volumeMounts/-'", mount) + "]) : [" + jp(at+" + '/volumeMounts'", "["+mount+"]") + "])"
+	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").map(j, [" + jp("'/spec/initContainers/-'", check) + "] + " +
+		envOps + " + " + copyOp("envFrom") + " + " + copyOp("securityContext") + " + " + mountCopy + ").flatten()"
+	volume := "{'name': dyn(variables.vol), 'emptyDir': dyn({})}"
+	volOps := "(variables.needShim && !(variables.vol in variables.volNames) ? (object.spec.?volumes.hasValue() ? [" + jp("'/spec/volumes/-'", volume) + "] : [" + jp("'/spec/volumes'", "["+volume+"]") + "]) : [])"
+	graceOps := "[" + jp("'/spec/terminationGracePeriodSeconds'", "variables.grace") + "]"
+	osOps := "(variables.kind.exists(k, k == 'stop') && !object.spec.?os.hasValue() ? [" + jp("'/spec/os'", "{'name': 'linux'}") + "] : [])"
+	injected := "lists.range(" + n + ").map(j, " + ctr + ".name + '=' + (variables.kind[j] == '' ? '-' : variables.prof[j])).join(',')"
+	annOps := "(object.metadata.?annotations.hasValue() ? [" +
+		jp("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationInjected)+")", injected) + ", " +
+		jp("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationVersion)+")", lit(c.o.Version)) + "] : [" +
+		jp("'/metadata/annotations'", "{"+lit(mutate.AnnotationInjected)+": "+injected+", "+lit(mutate.AnnotationVersion)+": "+lit(c.o.Version)+"}") + "])"
+	managed := func(v string) string {
+		return "(object.metadata.?labels.hasValue() ? [" + jp("'/metadata/labels/' + jsonpatch.escapeKey("+lit(mutate.LabelManaged)+")", lit(v)) + "] : [" +
+			jp("'/metadata/labels'", "{"+lit(mutate.LabelManaged)+": "+lit(v)+"}") + "])"
+	}
+	patch = "variables.skip != '' ? [] : variables.observe ? " + managed(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned ? [] : " +
+		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps + " + " + managed(mutate.ManagedInject)
+	return vars, patch, nil
+}
