@@ -140,7 +140,9 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	jp := func(path, value string) string { return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}" }
+	jp := func(path, value string) string {
+		return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}"
+	}
 	bp := "'/spec/containers/' + string(j)"
 	mount := "{'name': dyn(variables.vol), 'mountPath': dyn(" + lit(mutate.ShimDir) + "), 'readOnly': dyn(true)}"
 	mountAdd := "(variables.needShim && " + usesShim + ")"
