@@ -49,9 +49,10 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("names", "object.spec.containers.map(x, x.name)")
 
 	// Program (profiles.Program) in two steps, so the program word's index is found once.
-	add("a", each("{'w': dyn("+words+"), 'first': dyn("+programFirst(words)+")}"))
 	imgBase := "(" + ctr + ".?image.orValue('').indexOf('@') >= 0 ? " + ctr + ".image.substring(0, " + ctr + ".image.indexOf('@')) : " + ctr + ".?image.orValue(''))"
 	imgBase = "(" + imgBase + ").substring((" + imgBase + ").lastIndexOf('/') + 1)"
+	add("a", each("{'w': dyn("+words+"), 'first': dyn("+programFirst(words)+"), 'ib': dyn("+imgBase+")}"))
+	imgBase = "string(variables.a[j].ib)"
 	add("pg", each("["+programFrom("variables.a[j].w", "variables.a[j].first")+", "+
 		"("+imgBase+".indexOf(':') >= 0 ? "+imgBase+".substring(0, "+imgBase+".indexOf(':')) : "+imgBase+"), "+
 		"("+imgBase+".indexOf(':') >= 0 ? "+imgBase+" : "+imgBase+" + ':latest')]"))
@@ -122,14 +123,21 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 			wrapConds = append(wrapConds, "(variables.prof[j] == "+lit(p.Name)+" && "+cond+")")
 		}
 	}
-	blocked := "lists.range(" + n + ").exists(j, " + chk("j") + " && size(" + chkBase + ") > 63) ? 'a php-fpm check for a container name longer than 48 characters' : ''"
+	long := chk("j") + " && size(" + chkBase + ") > 63"
+	rules := []string{long}
+	blocked := "lists.range(" + n + ").exists(j, " + long + ") ? 'a php-fpm check for a container name longer than 48 characters' : ''"
 	if len(flagConds) > 0 {
-		blocked = "lists.range(" + n + ").exists(j, variables.prof[j] in " + litList(flagProfiles) + " && (" + strings.Join(flagConds, " || ") + ")) ? 'a drain timeout set by a command-line flag' : " + blocked
+		flag := "variables.prof[j] in " + litList(flagProfiles) + " && (" + strings.Join(flagConds, " || ") + ")"
+		rules = append(rules, "("+flag+")")
+		blocked = "lists.range(" + n + ").exists(j, " + flag + ") ? 'a drain timeout set by a command-line flag' : " + blocked
 	}
 	if len(wrapConds) > 0 {
-		blocked = "lists.range(" + n + ").exists(j, variables.prof[j] in " + litList(wrapProfiles) + " && (" + strings.Join(wrapConds, " || ") + ")) ? 'a launcher script that does not exec the server (the shim must signal it by name)' : " + blocked
+		wrap := "variables.prof[j] in " + litList(wrapProfiles) + " && (" + strings.Join(wrapConds, " || ") + ")"
+		rules = append(rules, "("+wrap+")")
+		blocked = "lists.range(" + n + ").exists(j, " + wrap + ") ? 'a launcher script that does not exec the server (the shim must signal it by name)' : " + blocked
 	}
-	add("blocked", blocked)
+	// One pass finds whether any rule applies (almost never); only then the rules in order name it.
+	add("blocked", "!lists.range("+n+").exists(j, "+strings.Join(rules, " || ")+") ? '' : "+blocked)
 
 	// The patch, in the general policy's order.
 	shim, err := celContainer(c.shimContainer(), map[string]string{placeholderName: "variables.shimName", placeholderVolume: "variables.vol"})

@@ -122,6 +122,9 @@ const NotAlreadyHandled = "!has(object.metadata.annotations) || !('lastcall.dev/
 // are joined into the last one.
 const WarningSlots = 16
 
+// handledSlots is WarningSlots for the warnings of pods the mutation has just handled.
+const handledSlots = 3
+
 // Compile returns the policies, or an error naming every profile or setting that cannot be compiled: a
 // broken policy is never returned.
 func Compile(o Options) (*Policies, error) {
@@ -274,13 +277,13 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + PlainPod + ")"}))
 	mutating(o.Name+"-plain", plainPatch, plainVars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: PlainPod}))
 
-	validating := func(name, list string, vars []variable, conds []admissionregistrationv1.MatchCondition, action admissionregistrationv1.ValidationAction) {
-		validations := make([]admissionregistrationv1.Validation, 0, WarningSlots)
+	validating := func(name, list string, slots int, vars []variable, conds []admissionregistrationv1.MatchCondition, action admissionregistrationv1.ValidationAction) {
+		validations := make([]admissionregistrationv1.Validation, 0, slots)
 		guard := ""
 		if o.Policy.Strict {
 			guard = "size(variables.denyList) > 0 || "
 		}
-		for i := 0; i < WarningSlots; i++ {
+		for i := 0; i < slots; i++ {
 			v := admissionregistrationv1.Validation{
 				Expression: fmt.Sprintf("%ssize(variables.%s) <= %d", guard, list, i),
 				// The API server evaluates every message expression, failed validation or not: an index
@@ -288,7 +291,7 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 				MessageExpression: fmt.Sprintf("size(variables.%s) > %d ? variables.%s[%d] : ''", list, i, list, i),
 				Reason:            ptr(metav1.StatusReasonInvalid),
 			}
-			if i == WarningSlots-1 {
+			if i == slots-1 {
 				v.MessageExpression = fmt.Sprintf("size(variables.%s) > %d ? variables.%s.slice(%d, size(variables.%s)).join('; ') : ''", list, i, list, i, list)
 			}
 			validations = append(validations, v)
@@ -328,13 +331,15 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 	}
 	all := append(append([]variable(nil), c.vars...), c.warnVars...)
 	if handled := c.handledPod(); handled != "" {
-		validating(o.Name+"-warnings", "warnings", c.vars, with(admissionregistrationv1.MatchCondition{Name: "not-handled", Expression: "!(" + handled + ")"}), admissionregistrationv1.Warn)
-		validating(o.Name+"-warnings-handled", "warningsFast", all, with(admissionregistrationv1.MatchCondition{Name: "handled", Expression: handled}), admissionregistrationv1.Warn)
+		validating(o.Name+"-warnings", "warnings", WarningSlots, c.vars, with(admissionregistrationv1.MatchCondition{Name: "not-handled", Expression: "!(" + handled + ")"}), admissionregistrationv1.Warn)
+		// The short way has at most a namespace warning and one per supervised container: few slots, the
+		// last joining the rest (the API server runs every slot's two programs on every pod).
+		validating(o.Name+"-warnings-handled", "warningsFast", handledSlots, all, with(admissionregistrationv1.MatchCondition{Name: "handled", Expression: handled}), admissionregistrationv1.Warn)
 	} else {
-		validating(o.Name+"-warnings", "warnings", c.vars, with(), admissionregistrationv1.Warn)
+		validating(o.Name+"-warnings", "warnings", WarningSlots, c.vars, with(), admissionregistrationv1.Warn)
 	}
 	if o.Policy.Strict {
-		validating(o.Name+"-strict", "", c.vars, with(), admissionregistrationv1.Deny)
+		validating(o.Name+"-strict", "", 1, c.vars, with(), admissionregistrationv1.Deny)
 	}
 	return out
 }
