@@ -4,6 +4,7 @@
 #   api/v1alpha1/zz_generated.deepcopy.go          deepcopy functions
 #   config/crd/bases/lastcall.dev_shutdownprofiles.yaml  the CRD (OpenAPI schema + CEL rules)
 #   config/rbac/role.yaml                          ClusterRole + Role from internal/rbac markers
+#   config/policy-controller/role.yaml             the policy controller's, from internal/rbac/policyctl
 #   charts/lastcall/templates/crd-shutdownprofiles.yaml  the CRD wrapped for the chart (see below)
 # The chart's RBAC templates are hand-written (they carry the release name) and checked against
 # config/rbac/role.yaml by `go test ./test/chart` (TestRBACParity).
@@ -27,7 +28,8 @@ cd "$root"
 step "controller-gen: deepcopy, CRD, RBAC"
 "$cg" object paths=./api/...
 "$cg" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-"$cg" rbac:roleName=lastcall paths=./internal/rbac/... output:rbac:artifacts:config=config/rbac
+"$cg" rbac:roleName=lastcall paths=./internal/rbac output:rbac:artifacts:config=config/rbac
+"$cg" rbac:roleName=lastcall-policy-controller paths=./internal/rbac/policyctl output:rbac:artifacts:config=config/policy-controller
 
 # The chart ships the CRD as a template rather than in crds/: Helm never upgrades anything in crds/, and this
 # schema is v1alpha1 and will change. helm.sh/resource-policy: keep makes `helm uninstall` leave the CRD (and

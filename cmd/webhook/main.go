@@ -36,6 +36,7 @@ func main() {
 	flag.StringVar(&o.PolicyLease, "policy-lease", server.DefaultPolicyLease, "Lease (in --namespace) that elects the rendering replica (--policy-controller)")
 	flag.StringVar(&o.PolicyName, "policy-name", "lastcall", "name of the admission policies and bindings (--policy-controller)")
 	flag.StringVar(&o.NamespaceSelection, "namespace-selector", "optIn", "namespaces the policies serve (--policy-controller): optIn (labelled lastcall.dev/inject=enabled) or all (all but those labelled disabled), as lastcall policy render")
+	flag.StringVar(&o.PolicyOwner, "policy-owner-cluster-role", "", "a ClusterRole that owns the applied policies and bindings, so deleting it (helm uninstall) deletes them (--policy-controller; empty: no owner)")
 	excluded := flag.String("exclude-namespaces", "", "comma-separated namespaces the policies never serve, besides kube-system, kube-public, kube-node-lease and --namespace (--policy-controller)")
 	flag.StringVar(&o.LogFormat, "log-format", "json", "json or console")
 	flag.StringVar(&o.LogLevel, "log-level", "info", "info or debug")

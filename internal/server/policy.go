@@ -105,7 +105,7 @@ func runPolicyController(ctx context.Context, cfg *rest.Config, o Options, pol m
 		}
 	}
 	r := &policyctl.Reconciler{
-		Client: mgr.GetClient(), Log: log.WithName("policy"), Options: popts, Edit: o.PolicyEdit,
+		Client: mgr.GetClient(), Log: log.WithName("policy"), Options: popts, Edit: o.PolicyEdit, OwnerClusterRole: o.PolicyOwner, APIReader: mgr.GetAPIReader(),
 		Renders: policyctl.NewRendersMetric(crmetrics.Registry),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {

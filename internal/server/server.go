@@ -67,6 +67,8 @@ type Options struct {
 	// (Namespace is added).
 	PolicyName, NamespaceSelection string
 	ExcludeNamespaces              []string
+	// PolicyOwner is a ClusterRole that owns the applied objects (policyctl.Reconciler.OwnerClusterRole).
+	PolicyOwner string
 	// PolicyEdit changes each render before it is applied; tests use it to make a render the API server
 	// rejects. The binary never sets it.
 	PolicyEdit func(*policy.Policies)

@@ -43,6 +43,7 @@ func TestGolden(t *testing.T) {
 		{"ha", []string{"-f", filepath.Join(chartDir(t), "values-ha.yaml")}},
 		{"certmanager-all-namespaces", []string{"--set", "certificates.mode=certManager", "--set", "webhook.namespaceSelector.mode=all", "--set", "webhook.namespaceSelector.excludeNamespaces={monitoring}", "--set", "metrics.serviceMonitor.enabled=true"}},
 		{"existing-secret", []string{"--set", "certificates.mode=secret", "--set", "certificates.secretName=lastcall-tls", "--set", "certificates.caBundle=Q0E="}},
+		{"policy-controller", policyControllerArgs},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,10 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/lastcall-dev/lastcall/pkg/policy"
 )
 
 // TestKustomizeParity checks that config/default installs what the chart installs with default values: the
@@ -179,5 +182,85 @@ func TestCRDParity(t *testing.T) {
 	got := find(t, decodeAll(t, helmTemplate(t)), "CustomResourceDefinition", "shutdownprofiles.lastcall.dev")
 	if diff := cmp.Diff(want.Object["spec"], got.Object["spec"]); diff != "" {
 		t.Errorf("chart CRD spec differs from config/crd/bases (-config +chart); run make generate:\n%s", diff)
+	}
+}
+
+// policyControllerArgs install policy mode with the policy controller (config/policy-controller's twin).
+var policyControllerArgs = []string{"--set", "mode=policy", "--set", "policyController.enabled=true", "--kube-version", "1.37.2"}
+
+// TestPolicyControllerKustomizeParity checks that config/policy-controller installs what the chart installs in
+// policy mode with the policy controller: the same RBAC rules, the same pod spec and the same policy file, and
+// neither renders the pre-rendered policies (the controller applies its own).
+func TestPolicyControllerKustomizeParity(t *testing.T) {
+	t.Parallel()
+	chart := decodeAll(t, helmTemplate(t, policyControllerArgs...))
+	kust := decodeAll(t, kustomize(t, "config/policy-controller"))
+	name := releaseName + "-policy-controller"
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		want := rules(t, find(t, chart, kind, name))
+		got := rules(t, find(t, kust, kind, name))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s rules (-chart +kustomize):\n%s", kind, diff)
+		}
+	}
+	want := podSpec(t, find(t, chart, "Deployment", name))
+	got := podSpec(t, find(t, kust, "Deployment", name))
+	for _, spec := range []map[string]any{want, got} {
+		for _, v := range spec["volumes"].([]any) {
+			if cm, ok := v.(map[string]any)["configMap"].(map[string]any); ok {
+				cm["name"] = "<policy>"
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pod spec (-chart +kustomize):\n%s", diff)
+	}
+	wantPolicy := find(t, chart, "ConfigMap", releaseName+"-policy").Object["data"].(map[string]any)["policy.yaml"]
+	gotPolicy := find(t, kust, "ConfigMap", "").Object["data"].(map[string]any)["policy.yaml"]
+	if diff := cmp.Diff(yamlValue(t, wantPolicy), yamlValue(t, gotPolicy)); diff != "" {
+		t.Errorf("policy.yaml (-chart +kustomize):\n%s", diff)
+	}
+	for _, objs := range [][]*unstructured.Unstructured{chart, kust} {
+		for _, o := range objs {
+			if strings.HasSuffix(o.GetKind(), "AdmissionPolicy") || strings.HasSuffix(o.GetKind(), "AdmissionPolicyBinding") {
+				t.Errorf("%s %s is rendered: with the controller, it applies the policies itself", o.GetKind(), o.GetName())
+			}
+		}
+	}
+}
+
+// TestPolicyControllerRBACParity checks the chart's policy-controller RBAC against
+// config/policy-controller/role.yaml, which controller-gen generates from internal/rbac/policyctl.
+func TestPolicyControllerRBACParity(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "policy-controller", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := decodeAll(t, string(raw))
+	chart := decodeAll(t, helmTemplate(t, policyControllerArgs...))
+	name := releaseName + "-policy-controller"
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		want := rules(t, find(t, generated, kind, name))
+		got := rules(t, find(t, chart, kind, name))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: chart rules differ from the generated config/policy-controller/role.yaml (-generated +chart); change internal/rbac/policyctl markers and charts/lastcall/templates/policy-controller.yaml together:\n%s", kind, diff)
+		}
+	}
+	// The names it may write are exactly those a render can have.
+	want := append(policy.MutatingNames(releaseName+"-rendered"), policy.ValidatingNames(releaseName+"-rendered")...)
+	sort.Strings(want)
+	var got []string
+	for _, r := range find(t, chart, "ClusterRole", name).Object["rules"].([]any) {
+		rule := r.(map[string]any)
+		if g, _ := rule["apiGroups"].([]any); len(g) == 1 && g[0] == "admissionregistration.k8s.io" && rule["resourceNames"] != nil {
+			for _, n := range rule["resourceNames"].([]any) {
+				got = append(got, n.(string))
+			}
+		}
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the ClusterRole's admission policy names differ from policy.MutatingNames + ValidatingNames (-want +got):\n%s", diff)
 	}
 }

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,12 +14,17 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/yaml"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/policyctl"
@@ -39,8 +46,7 @@ func TestPolicyController(t *testing.T) {
 		home   = "ctl-system" // the controller's namespace (its Lease; never served)
 	)
 	ctx := context.Background()
-	// The manager logs through controller-runtime's global logger; without one it prints a warning.
-	ctrllog.SetLogger(logr.Discard())
+	log := testLog(t)
 	namespace(t, served, map[string]string{mutate.LabelInject: "enabled"}, nil)
 	namespace(t, home, map[string]string{mutate.LabelInject: "enabled"}, nil)
 	t.Cleanup(func() { cleanupController(t, name) })
@@ -68,16 +74,14 @@ func TestPolicyController(t *testing.T) {
 					ps.Validating[0].Spec.Validations[0].Expression = "size(variables.warnings) <= "
 				}
 			},
-		}, logr.Discard())
+		}, log)
 	}()
 	stopped := false
 	stopController := func() {
 		if !stopped {
 			stopped = true
 			stop()
-			if err := <-done; err != nil {
-				t.Errorf("the controller returned %v", err)
-			}
+			waitStopped(t, done)
 		}
 	}
 	t.Cleanup(stopController)
@@ -325,5 +329,141 @@ func cleanupController(t *testing.T, name string) {
 		if err := k8s.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("cleanup: %v", err)
 		}
+	}
+}
+
+// The policy controller runs with exactly the permissions the chart gives it (its ServiceAccount, ClusterRole
+// and Role from `helm template`, impersonated on a real API server that enforces RBAC), with the shutdown
+// observer on: it renders, names its ClusterRole as the owner of what it applies (so `helm uninstall` deletes
+// them), holds its Lease, and writes the PolicyCompiled condition.
+func TestPolicyControllerWithChartRBAC(t *testing.T) {
+	const (
+		release = "rbac"
+		ns      = "ctl-rbac"
+		full    = "rbac-lastcall"
+		name    = full + "-policy-controller"
+		sa      = "system:serviceaccount:" + ns + ":" + name
+	)
+	ctx := context.Background()
+	log := testLog(t)
+	namespace(t, ns, nil, nil)
+	as := rest.CopyConfig(cfg)
+	as.Impersonate = rest.ImpersonationConfig{UserName: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	asClient, err := client.New(as, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The baseline: the API server enforces RBAC, so without the chart's roles the controller can do nothing.
+	if err := asClient.List(ctx, &v1alpha1.ShutdownProfileList{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("listing ShutdownProfiles as %s before the chart's RBAC: %v, want forbidden", sa, err)
+	}
+
+	out, err := helm(t, "template", release, filepath.Join("..", "..", "charts", "lastcall"), "-n", ns,
+		"--set", "mode=policy", "--set", "policyController.enabled=true", "--kube-version", "1.37.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created []client.Object
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		switch u.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			if err := k8s.Create(ctx, &u); err != nil {
+				t.Fatalf("create %s %s: %v", u.GetKind(), u.GetName(), err)
+			}
+			created = append(created, &u)
+		}
+	}
+	if len(created) != 5 {
+		t.Fatalf("the chart rendered %d RBAC objects for the controller, want 5", len(created))
+	}
+	t.Cleanup(func() {
+		for _, o := range created {
+			_ = k8s.Delete(ctx, o)
+		}
+		cleanupController(t, full+"-rendered")
+		_ = k8s.Delete(ctx, &v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "rbac-profile"}})
+	})
+
+	probe, err := testenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctlCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		// The chart's arguments (policy-controller.yaml), as Options.
+		done <- server.Run(ctlCtx, as, server.Options{
+			Config: filepath.Join(t.TempDir(), "none.yaml"), PolicyController: true, Namespace: ns,
+			PolicyName: full + "-rendered", PolicyOwner: name, PolicyLease: name,
+			Observe: true, ObserverLease: full + "-observer", MetricsAddr: "0", ProbeAddr: probe,
+		}, log)
+	}()
+	t.Cleanup(func() {
+		stop()
+		waitStopped(t, done)
+	})
+	if err := testenv.WaitReady(probe, done, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sp := &v1alpha1.ShutdownProfile{ObjectMeta: metav1.ObjectMeta{Name: "rbac-profile"}, Spec: v1alpha1.ShutdownProfileSpec{StopSignal: "SIGTERM"}}
+	if err := k8s.Create(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	var owner rbacv1.ClusterRole
+	if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &owner); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var mp admissionregistrationv1.MutatingAdmissionPolicy
+		var got v1alpha1.ShutdownProfile
+		var lease coordinationv1.Lease
+		errs := []error{
+			k8s.Get(ctx, client.ObjectKey{Name: full + "-rendered"}, &mp),
+			k8s.Get(ctx, client.ObjectKey{Name: "rbac-profile"}, &got),
+			k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease),
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, policyctl.ConditionType)
+		refs := mp.OwnerReferences
+		if errors.Join(errs...) == nil && c != nil && c.Status == metav1.ConditionTrue &&
+			len(refs) == 1 && refs[0].Kind == "ClusterRole" && refs[0].UID == owner.UID && strings.Contains(mp.Spec.Variables[len(mp.Spec.Variables)-1].Expression+fmt.Sprint(mp.Spec.Variables), "rbac-profile") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: errors %v, condition %+v, owner references %+v (want the ClusterRole %s)", errs, c, refs, owner.UID)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// testLog logs through t when LASTCALL_TEST_LOG=1 (debugging a failing run), else nowhere.
+func testLog(t *testing.T) logr.Logger {
+	if os.Getenv("LASTCALL_TEST_LOG") != "1" {
+		// The manager logs through controller-runtime's global logger; without one it prints a warning.
+		ctrllog.SetLogger(logr.Discard())
+		return logr.Discard()
+	}
+	l, err := server.NewLogger("console", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrllog.SetLogger(l)
+	return l
+}
+
+// waitStopped waits for a stopped controller's Run to return (for 30 s: if it already returned, WaitReady
+// took its result).
+func waitStopped(t *testing.T, done <-chan error) {
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the controller returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the controller did not stop within 30s")
 	}
 }
