@@ -252,11 +252,11 @@ func TestPolicyControllerRBACParity(t *testing.T) {
 	sort.Strings(want)
 	var got []string
 	for _, r := range find(t, chart, "ClusterRole", name).Object["rules"].([]any) {
+		// rules() above turned each list into a sorted []string.
 		rule := r.(map[string]any)
-		if g, _ := rule["apiGroups"].([]any); len(g) == 1 && g[0] == "admissionregistration.k8s.io" && rule["resourceNames"] != nil {
-			for _, n := range rule["resourceNames"].([]any) {
-				got = append(got, n.(string))
-			}
+		if g, _ := rule["apiGroups"].([]string); len(g) == 1 && g[0] == "admissionregistration.k8s.io" {
+			names, _ := rule["resourceNames"].([]string)
+			got = append(got, names...)
 		}
 	}
 	sort.Strings(got)
