@@ -36,7 +36,8 @@ import (
 )
 
 // The policy controller, run as the binary runs it (--policy-controller, leader-elected through a Lease),
-// renders the built-ins at start, follows ShutdownProfiles without restarting anything, leaves out (and
+// renders the built-ins at start, follows ShutdownProfiles without restarting anything, puts back what someone
+// else edits or deletes (drift), leaves out (and
 // reports) a profile the compiler refuses, never applies a render the API server rejects, and when it stops
 // admission goes on with the last render. The steps share one controller and build on each other.
 func TestPolicyController(t *testing.T) {
@@ -243,6 +244,49 @@ func TestPolicyController(t *testing.T) {
 			t.Errorf("the webhook's Accepted condition is %+v after the controller's update", a)
 		}
 		injectedAs(t, "example.com/acme-server:1", "app=acme", 45) // 3s + 40s + 2s
+	})
+
+	t.Run("drift: an edited or deleted object is put back", func(t *testing.T) {
+		var mp admissionregistrationv1.MutatingAdmissionPolicy
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, &mp); err != nil {
+			t.Fatal(err)
+		}
+		fail := admissionregistrationv1.Fail
+		mp.Spec.FailurePolicy = &fail
+		if err := k8s.Update(ctx, &mp, client.FieldOwner("someone")); err != nil {
+			t.Fatal(err)
+		}
+		var bindings admissionregistrationv1.ValidatingAdmissionPolicyBindingList
+		if err := k8s.List(ctx, &bindings); err != nil {
+			t.Fatal(err)
+		}
+		var gone string
+		for _, b := range bindings.Items {
+			if strings.HasPrefix(b.Name, name+"-") {
+				gone = b.Name
+				if err := k8s.Delete(ctx, &b); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		if gone == "" {
+			t.Fatal("no validating binding of the controller's render")
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var got admissionregistrationv1.MutatingAdmissionPolicy
+			var b admissionregistrationv1.ValidatingAdmissionPolicyBinding
+			errM := k8s.Get(ctx, client.ObjectKey{Name: name}, &got)
+			errB := k8s.Get(ctx, client.ObjectKey{Name: gone}, &b)
+			if errM == nil && errB == nil && *got.Spec.FailurePolicy == admissionregistrationv1.Ignore {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 30s: mutating policy %v failurePolicy %v, binding %s: %v", errM, got.Spec.FailurePolicy, gone, errB)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 
 	t.Run("a render the API server rejects is never applied", func(t *testing.T) {
