@@ -37,9 +37,8 @@ import (
 
 // The policy controller, run as the binary runs it (--policy-controller, leader-elected through a Lease),
 // renders the built-ins at start, follows ShutdownProfiles without restarting anything, puts back what someone
-// else edits or deletes (drift), leaves out (and
-// reports) a profile the compiler refuses, never applies a render the API server rejects, and when it stops
-// admission goes on with the last render. The steps share one controller and build on each other.
+// else edits or deletes (drift), leaves out (and reports) a profile the compiler refuses, never applies a
+// render the API server rejects, and when it stops admission goes on with the last render. The steps share one controller and build on each other.
 func TestPolicyController(t *testing.T) {
 	const (
 		name   = "ctl"        // the policies' name (other tests own "lastcall" and "lc-*")
