@@ -50,7 +50,7 @@ func globRegexp(pattern string) (string, error) {
 				return "", fmt.Errorf("pattern %q: trailing backslash", pattern)
 			}
 			i++
-			b.WriteString(regexp.QuoteMeta(string(pattern[i])))
+			b.WriteString(regexp.QuoteMeta(pattern[i:i+1]))
 		case '[':
 			end, class, err := globClass(pattern, i+1)
 			if err != nil {
@@ -59,7 +59,7 @@ func globRegexp(pattern string) (string, error) {
 			b.WriteString(class)
 			i = end
 		default:
-			b.WriteString(regexp.QuoteMeta(string(ch)))
+			b.WriteString(regexp.QuoteMeta(string([]byte{ch})))
 		}
 	}
 	b.WriteString("$")
@@ -89,15 +89,23 @@ func globClass(p string, i int) (int, string, error) {
 				return 0, "", fmt.Errorf("pattern %q: trailing backslash", p)
 			}
 			i++
-			b.WriteString(`\` + string(p[i]))
+			b.WriteString(classChar(p[i]))
 		case ch == '-' && !first && i+1 < len(p) && p[i+1] != ']':
 			b.WriteString("-")
-		case (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch >= 0x80:
-			b.WriteByte(ch)
 		default:
-			b.WriteString(`\` + string(ch))
+			b.WriteString(classChar(ch))
 		}
 		first = false
 	}
 	return 0, "", fmt.Errorf("pattern %q: unterminated character class", p)
+}
+
+// classChar is one byte of a character class as RE2 reads it literally: letters and digits as they are (in
+// RE2 a backslash before them means something else, \x a hex escape, \d a class), UTF-8 bytes as they are,
+// everything else escaped.
+func classChar(ch byte) string {
+	if (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch >= 0x80 {
+		return string([]byte{ch})
+	}
+	return `\` + string([]byte{ch})
 }

@@ -100,8 +100,8 @@ func TestBadPolicyIsReported(t *testing.T) {
 // The glob translation agrees with path.Match, which the engine uses, on every pattern shape the catalog
 // may hold.
 func TestGlobMatchesPathMatch(t *testing.T) {
-	patterns := []string{"nginx", "php-fpm*", "php:*fpm*", "*-fpm", "a?c", "[a-c]x", "[^a-c]x", `a\*b`, "gunicorn", "x[0-9][0-9]", "*"}
-	subjects := []string{"nginx", "nginx-unprivileged", "php-fpm", "php-fpm8.2", "php:8.3-fpm", "php:8.3-fpm-alpine", "php:8.3-cli", "x-fpm", "abc", "aXc", "ax", "bx", "dx", `a*b`, "axb", "x12", "x1", "", "gunicorn"}
+	patterns := []string{"nginx", "php-fpm*", "php:*fpm*", "*-fpm", "a?c", "[a-c]x", "[^a-c]x", `a\*b`, "gunicorn", "x[0-9][0-9]", "*", `[\x]b`, `[\]]`, `[\-a]x`, `[\d]x`, "[é]x"}
+	subjects := []string{"xb", "]", "-x", "dx", "éx", "nginx", "nginx-unprivileged", "php-fpm", "php-fpm8.2", "php:8.3-fpm", "php:8.3-fpm-alpine", "php:8.3-cli", "x-fpm", "abc", "aXc", "ax", "bx", "dx", `a*b`, "axb", "x12", "x1", "", "gunicorn"}
 	for _, p := range patterns {
 		re, err := policy.GlobRegexp(p)
 		if err != nil {
@@ -136,4 +136,26 @@ func TestNotAlreadyHandledMatchesWebhook(t *testing.T) {
 	if want := strings.Join(strings.Fields(policy.NotAlreadyHandled), " "); got != want {
 		t.Errorf("webhook condition\n%s\npolicy condition\n%s", got, want)
 	}
+}
+
+// FuzzGlobMatchesPathMatch: whenever a pattern translates, the expression matches exactly what path.Match
+// matches (a pattern RE2 cannot take is reported by the compiler, never translated differently).
+func FuzzGlobMatchesPathMatch(f *testing.F) {
+	for _, p := range []string{"php:*fpm*", "[a-c]x", "[^a-c]x", `a\*b`, `[\x]b`, `[\]]`, "x[0-9]?"} {
+		f.Add(p, "php:8.3-fpm")
+		f.Add(p, "xb")
+	}
+	f.Fuzz(func(t *testing.T, pattern, subject string) {
+		if _, err := path.Match(pattern, ""); err != nil {
+			return // path.Match refuses the pattern: so does the profile validation
+		}
+		re, err := policy.GlobRegexp(pattern)
+		if err != nil {
+			return
+		}
+		want, _ := path.Match(pattern, subject)
+		if got := re.MatchString(subject); got != want {
+			t.Errorf("pattern %q on %q: regexp %s says %v, path.Match %v", pattern, subject, re, got, want)
+		}
+	})
 }
