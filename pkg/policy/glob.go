@@ -50,7 +50,7 @@ func globRegexp(pattern string) (string, error) {
 				return "", fmt.Errorf("pattern %q: trailing backslash", pattern)
 			}
 			i++
-			b.WriteString(regexp.QuoteMeta(pattern[i:i+1]))
+			b.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
 		case '[':
 			end, class, err := globClass(pattern, i+1)
 			if err != nil {
