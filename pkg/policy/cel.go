@@ -277,25 +277,8 @@ func (c *compiler) build() {
 
 	// Engine rules this compiler does not express yet: such pods are left to the webhook, never rendered
 	// differently (see Limitations).
-	var flagConds, wrapConds []string
-	for _, p := range c.catalog.All() {
-		if p.Timeout != nil {
-			var fl []string
-			for _, f := range append(append([]string(nil), p.Timeout.Hard...), p.Timeout.Soft...) {
-				fl = append(fl, lit(f))
-			}
-			list := "[" + strings.Join(fl, ", ") + "]"
-			flagConds = append(flagConds, "(variables.prof[j] == "+lit(p.Name)+" && (variables.cmds[j] + variables.args[j]).exists(w, w in "+list+" || "+list+".exists(f, f.startsWith('--') && w.startsWith(f + '='))))")
-		}
-		for _, w := range p.Wrappers {
-			cond, err := globExpr("variables.progs[j]", w.Command)
-			if err != nil {
-				c.problems = append(c.problems, fmt.Sprintf("profile %s: wrapper %q: %v", p.Name, w.Command, err))
-				continue
-			}
-			wrapConds = append(wrapConds, "(variables.prof[j] == "+lit(p.Name)+" && "+cond+")")
-		}
-	}
+	fr := c.fallbackRules("variables.prof[j]", "(variables.cmds[j] + variables.args[j])", "variables.progs[j]")
+	flagConds, wrapConds := fr.flagConds, fr.wrapConds
 	orFalse := func(conds []string) string {
 		if len(conds) == 0 {
 			return "false"
@@ -304,15 +287,7 @@ func (c *compiler) build() {
 	}
 	// Each rule is a branch only when some profile can trigger it, and a cheap test of the container's
 	// profile comes first.
-	var wrapProfiles, flagProfiles []string
-	for _, p := range c.catalog.All() {
-		if p.Timeout != nil {
-			flagProfiles = append(flagProfiles, p.Name)
-		}
-		if len(p.Wrappers) > 0 {
-			wrapProfiles = append(wrapProfiles, p.Name)
-		}
-	}
+	wrapProfiles, flagProfiles := fr.wrapProfiles, fr.flagProfiles
 	blocked := "''"
 	rule := func(cond, reason string) { blocked = cond + " ? " + lit(reason) + " : " + blocked }
 	rule("lists.range(size(variables.cands)).exists(j, variables.chk[j] && size(variables.chkAt[j]) == 0 && size(variables.chkBase[j]) > 63)", "a php-fpm check for a container name longer than 48 characters")
@@ -802,4 +777,37 @@ func prune(vars []variable, roots ...string) []variable {
 		}
 	}
 	return out
+}
+
+// fallbackRules are the CEL conditions, per profile, of the engine rules policy mode leaves to the webhook:
+// drain timeouts set by command-line flags (over words, the command and args) and launcher scripts (over
+// prog, the program); prof is the container's profile. Profiles are listed so a cheap membership test can
+// come first.
+type fallbackRules struct {
+	flagProfiles, wrapProfiles, flagConds, wrapConds []string
+}
+
+func (c *compiler) fallbackRules(prof, words, prog string) fallbackRules {
+	var r fallbackRules
+	for _, p := range c.catalog.All() {
+		if p.Timeout != nil {
+			var fl []string
+			for _, f := range append(append([]string(nil), p.Timeout.Hard...), p.Timeout.Soft...) {
+				fl = append(fl, lit(f))
+			}
+			list := "[" + strings.Join(fl, ", ") + "]"
+			r.flagProfiles = append(r.flagProfiles, p.Name)
+			r.flagConds = append(r.flagConds, "("+prof+" == "+lit(p.Name)+" && "+words+".exists(w, w in "+list+" || "+list+".exists(f, f.startsWith('--') && w.startsWith(f + '='))))")
+		}
+		for _, w := range p.Wrappers {
+			cond, err := globExpr(prog, w.Command)
+			if err != nil {
+				c.problems = append(c.problems, fmt.Sprintf("profile %s: wrapper %q: %v", p.Name, w.Command, err))
+				continue
+			}
+			r.wrapProfiles = append(r.wrapProfiles, p.Name)
+			r.wrapConds = append(r.wrapConds, "("+prof+" == "+lit(p.Name)+" && "+cond+")")
+		}
+	}
+	return r
 }

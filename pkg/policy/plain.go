@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -103,26 +102,8 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("fpmAt", each("!"+chk("j")+" ? [] : lists.range(size"+fpmWords+").filter(i, ("+fpmWords+"[i] in ['-y', '--fpm-config'] && i + 1 < size"+fpmWords+") || "+fpmWords+"[i].startsWith('--fpm-config='))"))
 
 	// Engine rules the plain policy leaves to the webhook, as the general one does (build's blocked).
-	var flagProfiles, wrapProfiles, flagConds, wrapConds []string
-	for _, p := range c.catalog.All() {
-		if p.Timeout != nil {
-			var fl []string
-			for _, f := range append(append([]string(nil), p.Timeout.Hard...), p.Timeout.Soft...) {
-				fl = append(fl, lit(f))
-			}
-			list := "[" + strings.Join(fl, ", ") + "]"
-			flagProfiles = append(flagProfiles, p.Name)
-			flagConds = append(flagConds, "(variables.prof[j] == "+lit(p.Name)+" && ("+cmd+" + "+ctr+".?args.orValue([])).exists(w, w in "+list+" || "+list+".exists(f, f.startsWith('--') && w.startsWith(f + '='))))")
-		}
-		for _, w := range p.Wrappers {
-			cond, err := globExpr("variables.pg[j][0]", w.Command)
-			if err != nil {
-				return nil, "", fmt.Errorf("profile %s: wrapper %q: %w", p.Name, w.Command, err)
-			}
-			wrapProfiles = append(wrapProfiles, p.Name)
-			wrapConds = append(wrapConds, "(variables.prof[j] == "+lit(p.Name)+" && "+cond+")")
-		}
-	}
+	fr := c.fallbackRules("variables.prof[j]", "("+cmd+" + "+ctr+".?args.orValue([]))", "variables.pg[j][0]")
+	flagProfiles, wrapProfiles, flagConds, wrapConds := fr.flagProfiles, fr.wrapProfiles, fr.flagConds, fr.wrapConds
 	long := chk("j") + " && size(" + chkBase + ") > 63"
 	rules := []string{long}
 	blocked := "lists.range(" + n + ").exists(j, " + long + ") ? 'a php-fpm check for a container name longer than 48 characters' : ''"
