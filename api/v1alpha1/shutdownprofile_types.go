@@ -106,13 +106,15 @@ type ProfileMatch struct {
 	Commands []string `json:"commands,omitempty"`
 }
 
-// ShutdownProfileStatus is written by the webhook.
+// ShutdownProfileStatus is written by the webhook (Accepted) and, in policy mode, by the policy controller
+// (PolicyCompiled); each writes only its own condition.
 type ShutdownProfileStatus struct {
 	// ObservedGeneration is the metadata.generation the conditions describe.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Accepted.
+	// Conditions: Accepted (the webhook uses the profile), PolicyCompiled (the policy controller compiled it
+	// into the applied admission policy).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -133,6 +135,7 @@ type ShutdownProfileStatus struct {
 // +kubebuilder:printcolumn:name="Delay",type=string,JSONPath=`.spec.drainDelay`
 // +kubebuilder:printcolumn:name="Timeout",type=string,JSONPath=`.spec.drainTimeout`
 // +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
+// +kubebuilder:printcolumn:name="PolicyCompiled",type=string,JSONPath=`.status.conditions[?(@.type=="PolicyCompiled")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label (at most 63 lowercase letters, digits and '-'): pods name profiles in annotations"
 // +kubebuilder:validation:XValidation:rule="!(self.metadata.name in ['none', 'auto'])",message="metadata.name: 'none' and 'auto' are reserved profile names"

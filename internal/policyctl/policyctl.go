@@ -10,10 +10,14 @@ package policyctl
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,13 +85,68 @@ type Reconciler struct {
 	// APIReader reads the owner uncached (a cached Get would watch every ClusterRole); it is the manager's
 	// GetAPIReader.
 	APIReader client.Reader
+
+	// last is what the controller applied last, per object: a render equal to it, on objects nobody changed
+	// since, needs no API call. Without it every apply would render and apply again (the drift watch sees the
+	// controller's own changes), and the API server compiles every CEL expression of an object on each apply.
+	// Reconcile runs in one worker, so it needs no lock.
+	last map[string]applied
+}
+
+// applied is one object as the controller applied it: a hash of what it sent, and the generation the API
+// server gave it (a change of the spec by anyone else moves the generation).
+type applied struct {
+	hash       string
+	generation int64
+}
+
+func objectKey(u *unstructured.Unstructured) string { return u.GetKind() + "/" + u.GetName() }
+
+func renderHash(u *unstructured.Unstructured) (string, error) {
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// unchanged reports whether every object of the render is what the controller applied last and still has
+// the generation it had then (read from the cache the drift watch keeps).
+func (r *Reconciler) unchanged(ctx context.Context, objs []*unstructured.Unstructured) bool {
+	for _, u := range objs {
+		a, ok := r.last[objectKey(u)]
+		if !ok {
+			return false
+		}
+		if h, err := renderHash(u); err != nil || h != a.hash {
+			return false
+		}
+		var live client.Object
+		switch u.GetKind() {
+		case "MutatingAdmissionPolicy":
+			live = &admissionregistrationv1.MutatingAdmissionPolicy{}
+		case "MutatingAdmissionPolicyBinding":
+			live = &admissionregistrationv1.MutatingAdmissionPolicyBinding{}
+		case "ValidatingAdmissionPolicy":
+			live = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+		case "ValidatingAdmissionPolicyBinding":
+			live = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+		default:
+			return false
+		}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, live); err != nil || live.GetGeneration() != a.generation {
+			return false
+		}
+	}
+	return true
 }
 
 // NewRendersMetric is lastcall_policy_renders_total{result}, registered with reg when it is not nil.
 func NewRendersMetric(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lastcall_policy_renders_total",
-		Help: "Renders of the admission policies by the policy controller, by result: applied, rejected (by the API server's dry run; the last good render stays), failed (could not compile or reach the API server).",
+		Help: "Renders of the admission policies by the policy controller, by result: applied, unchanged (the objects already hold this render), rejected (by the API server's dry run; the last good render stays), failed (could not compile or reach the API server).",
 	}, []string{"result"})
 	if reg != nil {
 		// A second controller in the same process (tests) counts into the first one's collector.
@@ -171,6 +230,7 @@ type verdict struct {
 
 // Reconcile renders from the whole cluster state; the request says nothing more.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {
+	start := time.Now()
 	var list v1alpha1.ShutdownProfileList
 	if err := r.Client.List(ctx, &list); err != nil {
 		r.count("failed")
@@ -195,6 +255,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		r.count("failed")
 		return ctrl.Result{}, err
 	}
+	if r.unchanged(ctx, objs) {
+		r.count("unchanged")
+		return ctrl.Result{}, r.report(ctx, items, verdicts)
+	}
 	if err := r.apply(ctx, objs, true); err != nil {
 		if !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) {
 			r.count("failed")
@@ -211,9 +275,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		}
 		return ctrl.Result{}, r.report(ctx, items, verdicts)
 	}
+	hashes := make([]string, len(objs))
+	for i, u := range objs {
+		if hashes[i], err = renderHash(u); err != nil {
+			r.count("failed")
+			return ctrl.Result{}, err
+		}
+	}
 	if err := r.apply(ctx, objs, false); err != nil {
+		// Some objects may be applied: forget them all, the next render applies again.
+		r.last = nil
 		r.count("failed")
 		return ctrl.Result{}, err
+	}
+	// apply wrote the API server's answer into each object.
+	r.last = make(map[string]applied, len(objs))
+	for i, u := range objs {
+		r.last[objectKey(u)] = applied{hash: hashes[i], generation: u.GetGeneration()}
 	}
 	// A policy this render does not have (strict mode switched off, the warnings' short way ruled out by a
 	// new profile) would keep acting on pods with the old render.
@@ -222,7 +300,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	r.count("applied")
-	r.Log.Info("policy applied", "shutdownProfiles", len(items), "leftOut", leftOut(verdicts))
+	r.Log.Info("policy applied", "shutdownProfiles", len(items), "leftOut", leftOut(verdicts), "took", time.Since(start).String())
 	return ctrl.Result{}, r.report(ctx, items, verdicts)
 }
 
@@ -311,7 +389,12 @@ func (r *Reconciler) apply(ctx context.Context, objs []*unstructured.Unstructure
 		opts = append(opts, client.DryRunAll)
 	}
 	for _, u := range objs {
-		if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u.DeepCopy()), opts...); err != nil {
+		// The real apply writes the API server's answer into u (its generation); a dry run must not.
+		target := u
+		if dryRun {
+			target = u.DeepCopy()
+		}
+		if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(target), opts...); err != nil {
 			what := "apply"
 			if dryRun {
 				what = "dry-run apply"
