@@ -114,6 +114,7 @@ func TestTemplateGuards(t *testing.T) {
 		want string
 	}{
 		{"a PodDisruptionBudget that blocks every drain", []string{"--set", "replicaCount=1"}, "podDisruptionBudget.minAvailable (1) must be lower than replicaCount (1)"},
+		{"the policy controller without policy mode", []string{"--set", "policyController.enabled=true"}, "policyController.enabled needs mode=policy"},
 		{"a ServiceMonitor without the metrics Service", []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "metrics.serviceMonitor.enabled needs metrics.service.enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -479,11 +479,19 @@ func TestPolicyControllerWithChartRBAC(t *testing.T) {
 	for {
 		var mp admissionregistrationv1.MutatingAdmissionPolicy
 		var got v1alpha1.ShutdownProfile
-		var lease coordinationv1.Lease
+		var lease, observerLease coordinationv1.Lease
 		errs := []error{
 			k8s.Get(ctx, client.ObjectKey{Name: full + "-rendered"}, &mp),
 			k8s.Get(ctx, client.ObjectKey{Name: "rbac-profile"}, &got),
 			k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &lease),
+			// The observer runs next to it, elected by its own Lease.
+			k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: full + "-observer"}, &observerLease),
+		}
+		if errs[2] == nil && (lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "") {
+			errs[2] = fmt.Errorf("lease %s has no holder", name)
+		}
+		if errs[3] == nil && (observerLease.Spec.HolderIdentity == nil || *observerLease.Spec.HolderIdentity == "") {
+			errs[3] = fmt.Errorf("lease %s-observer has no holder", full)
 		}
 		c := meta.FindStatusCondition(got.Status.Conditions, policyctl.ConditionType)
 		refs := mp.OwnerReferences
