@@ -71,7 +71,9 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		meta.SetStatusCondition(&sp.Status.Conditions, cond)
 		sp.Status.ObservedGeneration = sp.Generation
-		// Every replica reconciles; a conflict means another one already wrote the same answer.
+		// Every replica reconciles; a conflict means another one (or the policy controller, writing its own
+		// PolicyCompiled) changed the status first: that change is an event, and the next reconcile writes
+		// Accepted again if it is still needed.
 		if err := r.Client.Status().Update(ctx, sp); err != nil && !apierrors.IsConflict(err) {
 			return ctrl.Result{}, fmt.Errorf("update status of ShutdownProfile %s: %w", sp.Name, err)
 		}
