@@ -187,7 +187,7 @@ func clusterSource(ctx context.Context, get kubectlGetter, stderr io.Writer) (pr
 	return profileSource{items: items, undecodable: bad, where: func(string) string { return "in the cluster" }}, nil
 }
 
-// renderCatalog layers the ShutdownProfiles over the built-ins like the webhook (v1alpha1.Catalog) and leaves
+// renderCatalog layers the ShutdownProfiles over the built-ins like the webhook (policy.Layer) and leaves
 // out each one the catalog refuses or policy mode cannot compile (policy.ProfileProblems), so one bad profile
 // never takes the others down. It returns one message per profile left out, sorted by name, that names the
 // field, the value, and what happens instead.
@@ -196,26 +196,17 @@ func renderCatalog(src profileSource) (*profiles.Catalog, []string) {
 	for n, err := range src.undecodable {
 		reasons[n] = oneLine(err.Error())
 	}
-	catalog, refused := v1alpha1.Catalog(src.items)
+	// The webhook's layering, less what policy mode cannot compile (one step shared with the controller).
+	ovs := make([]profiles.Override, 0, len(src.items))
+	for i := range src.items {
+		ovs = append(ovs, src.items[i].Override())
+	}
+	catalog, refused, problems := policy.Layer(ovs)
 	for n, err := range refused {
 		reasons[n] = oneLine(err.Error())
 	}
-	var keep []v1alpha1.ShutdownProfile
-	for _, sp := range src.items {
-		if _, gone := reasons[sp.Name]; gone {
-			continue
-		}
-		if p, ok := catalog.Get(sp.Name); ok {
-			if probs := policy.ProfileProblems(p); len(probs) > 0 {
-				reasons[sp.Name] = strings.Join(probs, "; ")
-				continue
-			}
-		}
-		keep = append(keep, sp)
-	}
-	if len(keep) < len(src.items) {
-		// Layer again without them: a dropped override of a built-in leaves the built-in, as in the webhook.
-		catalog, _ = v1alpha1.Catalog(keep)
+	for n, probs := range problems {
+		reasons[n] = strings.Join(probs, "; ")
 	}
 	builtins := profiles.Builtins()
 	var left []string

@@ -410,7 +410,7 @@ func (c *compiler) detectList(imgName, imgTag, prog string) string {
 	}
 	add := func(subject, name, kind, pat string) {
 		e := entry(name, kind, pat)
-		if strings.IndexAny(pat, `*?[\`) < 0 {
+		if !strings.ContainsAny(pat, `*?[\`) {
 			if _, dup := exact[subject][pat]; !dup { // an earlier pattern wins anyway
 				exact[subject][pat] = e
 			}
