@@ -14,7 +14,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/policyctl"
@@ -70,21 +69,10 @@ func runPolicyController(ctx context.Context, cfg *rest.Config, o Options, pol m
 	}
 	log.Info("starting the policy controller", "version", version.Version, "serverMinor", minor, "name", o.PolicyName, "namespaceSelection", selection, "excludeNamespaces", exclude)
 
-	scheme, err := newScheme()
-	if err != nil {
-		return err
-	}
-	obs, extra, err := newObserver(cfg, o, log)
-	if err != nil {
-		return err
-	}
-	mopts := ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr, ExtraHandlers: extra},
-		HealthProbeBindAddress: o.ProbeAddr,
-	}
-	mopts.GracefulShutdownTimeout = gracefulShutdown(o.ShutdownTimeout)
-	if o.Namespace != "" {
+	mgr, err := newManager(cfg, o, log, func(mopts *ctrl.Options) {
+		if o.Namespace == "" {
+			return
+		}
 		lease := o.PolicyLease
 		if lease == "" {
 			lease = DefaultPolicyLease
@@ -92,17 +80,12 @@ func runPolicyController(ctx context.Context, cfg *rest.Config, o Options, pol m
 		mopts.LeaderElection, mopts.LeaderElectionID, mopts.LeaderElectionNamespace = true, lease, o.Namespace
 		// A rollout hands over at once instead of waiting for the Lease to expire.
 		mopts.LeaderElectionReleaseOnCancel = true
-	} else {
-		log.Info("policy controller not leader-elected: no --namespace (or $POD_NAMESPACE) for its Lease; run one replica")
-	}
-	mgr, err := ctrl.NewManager(cfg, mopts)
+	})
 	if err != nil {
-		return fmt.Errorf("manager: %w", err)
+		return err
 	}
-	if obs != nil {
-		if err := mgr.Add(obs); err != nil {
-			return fmt.Errorf("observer: %w", err)
-		}
+	if o.Namespace == "" {
+		log.Info("policy controller not leader-elected: no --namespace (or $POD_NAMESPACE) for its Lease; run one replica")
 	}
 	r := &policyctl.Reconciler{
 		Client: mgr.GetClient(), Log: log.WithName("policy"), Options: popts, Edit: o.PolicyEdit, OwnerClusterRole: o.PolicyOwner, APIReader: mgr.GetAPIReader(),

@@ -27,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -141,31 +142,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	caps := mutate.ResolveCapabilities(pol.Capabilities, minor)
 	log.Info("starting", "version", version.Version, "serverMinor", minor, "preStopSleep", caps.PreStopSleep, "stopSignal", caps.StopSignal, "certMode", o.CertMode)
 
-	scheme, err := newScheme()
+	mgr, err := newManager(cfg, o, log, nil)
 	if err != nil {
 		return err
-	}
-	// The observer is built before the manager: its summaries are served next to /metrics.
-	obs, extra, err := newObserver(cfg, o, log)
-	if err != nil {
-		return err
-	}
-	mopts := ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr, ExtraHandlers: extra},
-		HealthProbeBindAddress: o.ProbeAddr,
-	}
-	// On SIGTERM the webhook server stops accepting connections and waits for the admissions in flight
-	// (http.Server.Shutdown); the manager gives it this long before it returns.
-	mopts.GracefulShutdownTimeout = gracefulShutdown(o.ShutdownTimeout)
-	mgr, err := ctrl.NewManager(cfg, mopts)
-	if err != nil {
-		return fmt.Errorf("manager: %w", err)
-	}
-	if obs != nil {
-		if err := mgr.Add(obs); err != nil {
-			return fmt.Errorf("observer: %w", err)
-		}
 	}
 
 	profilesR := controller.NewProfileReconciler(mgr.GetClient(), log.WithName("profiles"))
@@ -207,7 +186,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 			return fmt.Errorf("cert dir: %w", err)
 		}
 		key := types.NamespacedName{Namespace: o.Namespace, Name: o.CertSecret}
-		direct, err := client.New(cfg, client.Options{Scheme: scheme})
+		direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
 		if err != nil {
 			return err
 		}
@@ -265,6 +244,40 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 
 // gracefulShutdown is the manager's GracefulShutdownTimeout for --shutdown-timeout: zero is
 // controller-runtime's default, negative none.
+// newManager is the manager both modes of the binary run: lastcall's scheme, metrics and probes, the
+// graceful shutdown (on SIGTERM the webhook server stops accepting connections and waits for the admissions
+// in flight; the manager gives it this long), and the shutdown observer when it is on. The observer is built
+// before the manager: its summaries are served next to /metrics. edit adjusts the options (leader election).
+func newManager(cfg *rest.Config, o Options, log logr.Logger, edit func(*ctrl.Options)) (manager.Manager, error) {
+	scheme, err := newScheme()
+	if err != nil {
+		return nil, err
+	}
+	obs, extra, err := newObserver(cfg, o, log)
+	if err != nil {
+		return nil, err
+	}
+	mopts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr, ExtraHandlers: extra},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		GracefulShutdownTimeout: gracefulShutdown(o.ShutdownTimeout),
+	}
+	if edit != nil {
+		edit(&mopts)
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	if obs != nil {
+		if err := mgr.Add(obs); err != nil {
+			return nil, fmt.Errorf("observer: %w", err)
+		}
+	}
+	return mgr, nil
+}
+
 func gracefulShutdown(d time.Duration) *time.Duration {
 	switch {
 	case d > 0:
