@@ -511,19 +511,12 @@ func (c *compiler) addWarnings() {
 // patch is the JSONPatch expression: the engine's edits in the order that keeps indexes valid (container
 // edits first, then the init containers at the front, then additions at the end).
 func (c *compiler) patch() (string, error) {
-	P := mutate.Prefix
-	shim, err := celContainer(c.shimContainer(), map[string]string{placeholderName: "variables.shimName", placeholderVolume: "variables.vol"})
-	if err != nil {
-		return "", err
-	}
-	res, err := celValue(c.o.Policy.Checks.Resources, nil)
+	shim, err := c.shimInit()
 	if err != nil {
 		return "", err
 	}
 	bp := "(variables.cands[j].init ? '/spec/initContainers/' : '/spec/containers/') + string(variables.cands[j].idx)"
-	add := func(path, value string) string {
-		return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}"
-	}
+	add := jsonAdd
 	remove := func(path string) string { return "JSONPatch{op: 'remove', path: " + path + "}" }
 	lc := "variables.cands[j].c.?lifecycle"
 	hasLc, hasPost, hasPre, hasStop := lc+".hasValue()", lc+".?postStart.hasValue()", lc+".?preStop.hasValue()", lc+".?stopSignal.hasValue()"
@@ -533,53 +526,25 @@ func (c *compiler) patch() (string, error) {
 		"!" + hasLc + " ? [" + add(bp+" + '/lifecycle'", "{?'preStop': size(variables.hook[j]) > 0 ? optional.of(variables.hook[j]) : optional.none(), ?'stopSignal': variables.kind[j] == 'stop' ? optional.of(dyn(variables.sVal[j])) : optional.none()}") + "] : " +
 		"(size(variables.hook[j]) > 0 ? [" + add(bp+" + '/lifecycle/preStop'", "variables.hook[j]") + "] : " + hasPre + " ? [" + remove(bp+" + '/lifecycle/preStop'") + "] : []) + " +
 		"(variables.kind[j] == 'stop' ? [" + add(bp+" + '/lifecycle/stopSignal'", "variables.sVal[j]") + "] : " + hasStop + " ? [" + remove(bp+" + '/lifecycle/stopSignal'") + "] : []))"
-	mount := "{'name': dyn(variables.vol), 'mountPath': dyn(" + lit(mutate.ShimDir) + "), 'readOnly': dyn(true)}"
+	cx := "variables.cands[j].c"
 	cmdOps := "(variables.setCmd[j] ? [" + add(bp+" + '/command'", "variables.newCmd[j]") + "] : [])"
-	mountOps := "(variables.mountAdd[j] ? (variables.cands[j].c.?volumeMounts.hasValue() ? [" + add(bp+" + '/volumeMounts/-'", mount) + "] : [" + add(bp+" + '/volumeMounts'", "["+mount+"]") + "]) : [])"
-	containerOps := "lists.range(size(variables.cands)).filter(j, variables.rend[j]).map(j, " + lcOps + " + " + cmdOps + " + " + mountOps + ").flatten()"
+	containerOps := "lists.range(size(variables.cands)).filter(j, variables.rend[j]).map(j, " + lcOps + " + " + cmdOps + " + " + mountOps("variables.mountAdd[j]", cx, bp) + ").flatten()"
 
 	shimOps := "(!variables.needShim || size(variables.shimIdx) > 0 ? [] : " +
 		"size(variables.inits) == 0 ? [" + add("'/spec/initContainers'", "["+shim+"]") + "] : [" + add("'/spec/initContainers/0'", shim) + "])"
-	cx := "variables.cands[j].c"
-	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + "variables.fmtT[j]" + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
-		"(variables.origProgs[j].startsWith('php-fpm') ? ['--binary', string(variables.orig[j][0])] : []) + (variables.fpmConfig[j] != '' ? ['--config', string(variables.fpmConfig[j])] : [])"
-	// The check runs in the app's image with the app's env, mounts and securityContext: JSON Patch copies
-	// them from the app container (the typed object's parts cannot be values), after the container edits
-	// above gave the app its shim mount, so the copied mounts end with it as the engine's do.
-	check := "{'name': dyn(variables.chkName[j]), 'image': dyn(variables.img[j]), ?'imagePullPolicy': " + cx + ".?imagePullPolicy, 'command': dyn(" + checkCmd + "), " +
-		"?'workingDir': " + cx + ".?workingDir, 'resources': dyn(" + res + "), " +
-		"'terminationMessagePolicy': dyn('FallbackToLogsOnError'), 'terminationMessagePath': dyn('/dev/termination-log')}"
-	newIdx := "(size(variables.shimIdx) > 0 && variables.chkAt[j][0] > variables.shimIdx[0] ? variables.chkAt[j][0] : variables.chkAt[j][0] + 1)"
-	_ = newIdx
+	check, err := c.checkContainer("variables.chkName[j]", "variables.img[j]", cx, "variables.fmtT[j]",
+		"(variables.origProgs[j].startsWith('php-fpm') ? ['--binary', string(variables.orig[j][0])] : []) + (variables.fpmConfig[j] != '' ? ['--config', string(variables.fpmConfig[j])] : [])")
+	if err != nil {
+		return "", err
+	}
 	c.add("chkIdx", forJ("!variables.chk[j] ? 0 : size(variables.inits) + (size(variables.shimIdx) > 0 ? 0 : 1) + size(lists.range(j).filter(k, variables.chk[k] && size(variables.chkAt[k]) == 0))"))
-	cp := "'/spec/initContainers/' + string(variables.chkIdx[j])"
-	copyOp := func(field string) string {
-		return "(" + cx + ".?" + field + ".hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/" + field + "', path: " + cp + " + '/" + field + "'}] : [])"
-	}
-	hasMounts := "(" + cx + ".?volumeMounts.hasValue() || variables.mountAdd[j])"
-	hasDir := "(size(variables.dirMounts[j]) > 0 || variables.mountAdd[j])"
-	checkFor := "{'name': " + lit(mutate.CheckForEnv) + ", 'value': string(variables.cands[j].name)}"
-	envOps := "(" + cx + ".?env.hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/env', path: " + cp + " + '/env'}, " + add(cp+" + '/env/-'", checkFor) + "] : [" + add(cp+" + '/env'", "["+checkFor+"]") + "])"
-	checkCopies := envOps + " + " + copyOp("envFrom") + " + " + copyOp("securityContext") + " + (" + hasMounts + " ? [JSONPatch{op: 'copy', from: " + bp + " + '/volumeMounts', path: " + cp + " + '/volumeMounts'}] + " +
-		"(" + hasDir + " ? [] : [" + add(cp+" + '/volumeMounts/-'", mount) + "]) : [" + add(cp+" + '/volumeMounts'", "["+mount+"]") + "])"
+	at := "'/spec/initContainers/' + string(variables.chkIdx[j])"
+	copies := checkCopies(cx, bp, at, "variables.cands[j].name", "variables.mountAdd[j]", "(size(variables.dirMounts[j]) > 0 || variables.mountAdd[j])")
 	// A check (or shim) lastcall added earlier is left as it is: other mutators may have added to it since.
-	checkOps := "lists.range(size(variables.cands)).filter(j, variables.chk[j] && size(variables.chkAt[j]) == 0).map(j, [" + add("'/spec/initContainers/-'", check) + "] + " + checkCopies + ").flatten()"
-	volume := "{'name': dyn(variables.vol), 'emptyDir': dyn({})}"
-	volOps := "(variables.needShim && !(variables.vol in variables.volNames) ? (object.spec.?volumes.hasValue() ? [" + add("'/spec/volumes/-'", volume) + "] : [" + add("'/spec/volumes'", "["+volume+"]") + "]) : [])"
-	graceOps := "[" + add("'/spec/terminationGracePeriodSeconds'", "variables.grace") + "]"
-	osOps := "(lists.range(size(variables.cands)).exists(j, variables.kind[j] == 'stop') && !object.spec.?os.hasValue() ? [" + add("'/spec/os'", "{'name': 'linux'}") + "] : [])"
-	injected := "variables.injected.join(',')"
-	annOps := "(size(variables.injected) == 0 ? [] : object.metadata.?annotations.hasValue() ? [" +
-		add("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationInjected)+")", injected) + ", " +
-		add("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationVersion)+")", lit(c.o.Version)) + "] : [" +
-		add("'/metadata/annotations'", "{"+lit(mutate.AnnotationInjected)+": "+injected+", "+lit(mutate.AnnotationVersion)+": "+lit(c.o.Version)+"}") + "])"
-	_ = P
-	managed := func(v string) string {
-		return "(object.metadata.?labels.hasValue() ? [" + add("'/metadata/labels/' + jsonpatch.escapeKey("+lit(mutate.LabelManaged)+")", lit(v)) + "] : [" +
-			add("'/metadata/labels'", "{"+lit(mutate.LabelManaged)+": "+lit(v)+"}") + "])"
-	}
-	return "variables.skip != '' ? [] : variables.observe ? " + managed(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
-		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps + " + " + managed(mutate.ManagedInject), nil
+	checkOps := "lists.range(size(variables.cands)).filter(j, variables.chk[j] && size(variables.chkAt[j]) == 0).map(j, [" + add("'/spec/initContainers/-'", check) + "] + " + copies + ").flatten()"
+	pod := c.podOps("lists.range(size(variables.cands)).exists(j, variables.kind[j] == 'stop')", "size(variables.injected) == 0", "variables.injected.join(',')")
+	return "variables.skip != '' ? [] : variables.observe ? " + managedOps(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned" + c.strictGuard() + " ? [] : " +
+		containerOps + " + " + shimOps + " + " + checkOps + " + " + pod, nil
 }
 
 // strictGuard: in strict mode a pod with bad annotations is denied by the validating policy; leave it alone.
@@ -615,10 +580,6 @@ func (c *compiler) shimContainer() corev1.Container {
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 	}
-}
-
-func celContainer(ctr corev1.Container, subst map[string]string) (string, error) {
-	return celValue(ctr, subst)
 }
 
 // celValue writes a Go value (through its JSON form) as a CEL literal. Map values are wrapped in dyn() so

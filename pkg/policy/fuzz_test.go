@@ -90,15 +90,15 @@ func FuzzPolicyMatchesEngine(f *testing.F) {
 		if res.Skip != nil {
 			return // bad annotations of skipped pods are not reported by the policy (Limitations)
 		}
-		if want, got := comparable(res.AllWarnings()), strings.Join(warnings, "; "); want != got {
+		if want, got := expectedWarnings(res.AllWarnings()), strings.Join(warnings, "; "); want != got {
 			t.Fatalf("warnings:\nengine %s\npolicy %s", want, got)
 		}
 	})
 }
 
-// comparable is the engine's warnings without the ones the policy cannot give (Limitations): what the
+// expectedWarnings is the engine's warnings without the ones the policy cannot give (Limitations): what the
 // validating policy cannot see on the mutated pod, and bad annotations of containers lastcall skips.
-func comparable(ws []string) string {
+func expectedWarnings(ws []string) string {
 	var out []string
 	for _, w := range ws {
 		if strings.Contains(w, "raised from 0") || strings.Contains(w, "replaced its preStop hook") || strings.Contains(w, "; ignored: ") {

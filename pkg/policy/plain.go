@@ -121,62 +121,34 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("blocked", "!lists.range("+n+").exists(j, "+strings.Join(rules, " || ")+") ? '' : "+blocked)
 
 	// The patch, in the general policy's order.
-	shim, err := celContainer(c.shimContainer(), map[string]string{placeholderName: "variables.shimName", placeholderVolume: "variables.vol"})
+	shim, err := c.shimInit()
 	if err != nil {
 		return nil, "", err
-	}
-	res, err := celValue(c.o.Policy.Checks.Resources, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	jp := func(path, value string) string {
-		return "JSONPatch{op: 'add', path: " + path + ", value: " + value + "}"
 	}
 	bp := "'/spec/containers/' + string(j)"
-	mount := "{'name': dyn(variables.vol), 'mountPath': dyn(" + lit(mutate.ShimDir) + "), 'readOnly': dyn(true)}"
 	mountAdd := "(variables.needShim && " + usesShim + ")"
-	lcOps := "(size(variables.hook[j]) == 0 && variables.kind[j] != 'stop' ? [] : [" + jp(bp+" + '/lifecycle'",
+	lcOps := "(size(variables.hook[j]) == 0 && variables.kind[j] != 'stop' ? [] : [" + jsonAdd(bp+" + '/lifecycle'",
 		"{?'preStop': size(variables.hook[j]) > 0 ? optional.of(variables.hook[j]) : optional.none(), ?'stopSignal': variables.kind[j] == 'stop' ? optional.of(dyn("+cp("signal")+")) : optional.none()}") + "])"
 	newCmd := "[" + lit(mutate.ShimPath) + ", 'run'] + (" + cp("signal") + " != 'SIGTERM' ? ['--rewrite', 'TERM=' + string(" + cp("signal") + ").substring(3)] : []) + ['--'] + " + cmd
-	cmdOps := "(variables.kind[j] == 'sup' ? [" + jp(bp+" + '/command'", newCmd) + "] : [])"
-	mountOps := "(" + mountAdd + " ? (" + ctr + ".?volumeMounts.hasValue() ? [" + jp(bp+" + '/volumeMounts/-'", mount) + "] : [" + jp(bp+" + '/volumeMounts'", "["+mount+"]") + "]) : [])"
-	containerOps := "lists.range(" + n + ").filter(j, variables.kind[j] != '').map(j, " + lcOps + " + " + cmdOps + " + " + mountOps + ").flatten()"
-	shimOps := "(variables.needShim ? [" + jp("'/spec/initContainers'", "["+shim+"]") + "] : [])"
+	cmdOps := "(variables.kind[j] == 'sup' ? [" + jsonAdd(bp+" + '/command'", newCmd) + "] : [])"
+	containerOps := "lists.range(" + n + ").filter(j, variables.kind[j] != '').map(j, " + lcOps + " + " + cmdOps + " + " + mountOps(mountAdd, ctr, bp) + ").flatten()"
+	shimOps := "(variables.needShim ? [" + jsonAdd("'/spec/initContainers'", "["+shim+"]") + "] : [])"
 
 	fpmAt := "variables.fpmAt[j]"
 	fpmConfig := "(size(" + fpmAt + ") == 0 ? '' : " + fpmWords + "[" + fpmAt + "[0]].startsWith('--fpm-config=') && !(" + fpmWords + "[" + fpmAt + "[0]] in ['-y', '--fpm-config']) ? " +
 		fpmWords + "[" + fpmAt + "[0]].substring(13) : " + fpmWords + "[" + fpmAt + "[0] + 1])"
-	checkCmd := "[" + lit(mutate.ShimPath) + ", 'check', 'php-fpm', '--budget', " + fmtT + ", '--mode', " + lit(c.o.Policy.CheckMode) + "] + " +
-		"(size(" + cmd + ") > 0 && variables.pg[j][0].startsWith('php-fpm') ? ['--binary', string(" + ctr + ".command[0])] : []) + " +
-		"(" + fpmConfig + " != '' ? ['--config', string(" + fpmConfig + ")] : [])"
-	check := "{'name': dyn(" + unique(chkBase, "variables.names + [variables.shimName]") + "), 'image': dyn(" + ctr + ".?image.orValue('')), ?'imagePullPolicy': " + ctr + ".?imagePullPolicy, " +
-		"'command': dyn(" + checkCmd + "), ?'workingDir': " + ctr + ".?workingDir, 'resources': dyn(" + res + "), " +
-		"'terminationMessagePolicy': dyn('FallbackToLogsOnError'), 'terminationMessagePath': dyn('/dev/termination-log')}"
+	check, err := c.checkContainer(unique(chkBase, "variables.names + [variables.shimName]"), ctr+".?image.orValue('')", ctr, fmtT,
+		"(size("+cmd+") > 0 && variables.pg[j][0].startsWith('php-fpm') ? ['--binary', string("+ctr+".command[0])] : []) + "+
+			"("+fpmConfig+" != '' ? ['--config', string("+fpmConfig+")] : [])")
+	if err != nil {
+		return nil, "", err
+	}
 	// The check is the shim (index 0) plus the checks before it.
 	at := "'/spec/initContainers/' + string(1 + size(lists.range(j).filter(k, " + chk("k") + ")))"
-	copyOp := func(field string) string {
-		return "(" + ctr + ".?" + field + ".hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/" + field + "', path: " + at + " + '/" + field + "'}] : [])"
-	}
-	checkFor := "{'name': " + lit(mutate.CheckForEnv) + ", 'value': string(" + ctr + ".name)}"
-	envOps := "(" + ctr + ".?env.hasValue() ? [JSONPatch{op: 'copy', from: " + bp + " + '/env', path: " + at + " + '/env'}, " + jp(at+" + '/env/-'", checkFor) + "] : [" + jp(at+" + '/env'", "["+checkFor+"]") + "])"
-	mountCopy := "(" + ctr + ".?volumeMounts.hasValue() || " + mountAdd + " ? [JSONPatch{op: 'copy', from: " + bp + " + '/volumeMounts', path: " + at + " + '/volumeMounts'}] + " +
-		"(" + mountAdd + " ? [] : [" + jp(at+" + '/volumeMounts/-'", mount) + "]) : [" + jp(at+" + '/volumeMounts'", "["+mount+"]") + "])"
-	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").map(j, [" + jp("'/spec/initContainers/-'", check) + "] + " +
-		envOps + " + " + copyOp("envFrom") + " + " + copyOp("securityContext") + " + " + mountCopy + ").flatten()"
-	volume := "{'name': dyn(variables.vol), 'emptyDir': dyn({})}"
-	volOps := "(variables.needShim && !(variables.vol in variables.volNames) ? (object.spec.?volumes.hasValue() ? [" + jp("'/spec/volumes/-'", volume) + "] : [" + jp("'/spec/volumes'", "["+volume+"]") + "]) : [])"
-	graceOps := "[" + jp("'/spec/terminationGracePeriodSeconds'", "variables.grace") + "]"
-	osOps := "(variables.kind.exists(k, k == 'stop') && !object.spec.?os.hasValue() ? [" + jp("'/spec/os'", "{'name': 'linux'}") + "] : [])"
+	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").map(j, [" + jsonAdd("'/spec/initContainers/-'", check) + "] + " +
+		checkCopies(ctr, bp, at, ctr+".name", mountAdd, mountAdd) + ").flatten()"
 	injected := "lists.range(" + n + ").map(j, " + ctr + ".name + '=' + (variables.kind[j] == '' ? '-' : variables.prof[j])).join(',')"
-	annOps := "(object.metadata.?annotations.hasValue() ? [" +
-		jp("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationInjected)+")", injected) + ", " +
-		jp("'/metadata/annotations/' + jsonpatch.escapeKey("+lit(mutate.AnnotationVersion)+")", lit(c.o.Version)) + "] : [" +
-		jp("'/metadata/annotations'", "{"+lit(mutate.AnnotationInjected)+": "+injected+", "+lit(mutate.AnnotationVersion)+": "+lit(c.o.Version)+"}") + "])"
-	managed := func(v string) string {
-		return "(object.metadata.?labels.hasValue() ? [" + jp("'/metadata/labels/' + jsonpatch.escapeKey("+lit(mutate.LabelManaged)+")", lit(v)) + "] : [" +
-			jp("'/metadata/labels'", "{"+lit(mutate.LabelManaged)+": "+lit(v)+"}") + "])"
-	}
-	patch = "variables.skip != '' ? [] : variables.observe ? " + managed(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned ? [] : " +
-		containerOps + " + " + shimOps + " + " + checkOps + " + " + volOps + " + " + graceOps + " + " + osOps + " + " + annOps + " + " + managed(mutate.ManagedInject)
+	patch = "variables.skip != '' ? [] : variables.observe ? " + managedOps(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned ? [] : " +
+		containerOps + " + " + shimOps + " + " + checkOps + " + " + c.podOps("variables.kind.exists(k, k == 'stop')", "", injected)
 	return vars, patch, nil
 }

@@ -277,12 +277,14 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + PlainPod + ")"}))
 	mutating(o.Name+"-plain", plainPatch, plainVars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: PlainPod}))
 
-	validating := func(name, list string, slots int, vars []variable, conds []admissionregistrationv1.MatchCondition, action admissionregistrationv1.ValidationAction) {
-		validations := make([]admissionregistrationv1.Validation, 0, slots)
+	// warningSlots are validations that give variables.<list>'s warnings one per slot, the last slot joining
+	// the rest. In strict mode a pod the strict policy denies gets no warnings.
+	warningSlots := func(list string, slots int) []admissionregistrationv1.Validation {
 		guard := ""
 		if o.Policy.Strict {
 			guard = "size(variables.denyList) > 0 || "
 		}
+		out := make([]admissionregistrationv1.Validation, 0, slots)
 		for i := 0; i < slots; i++ {
 			v := admissionregistrationv1.Validation{
 				Expression: fmt.Sprintf("%ssize(variables.%s) <= %d", guard, list, i),
@@ -294,15 +296,11 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 			if i == slots-1 {
 				v.MessageExpression = fmt.Sprintf("size(variables.%s) > %d ? variables.%s.slice(%d, size(variables.%s)).join('; ') : ''", list, i, list, i, list)
 			}
-			validations = append(validations, v)
+			out = append(out, v)
 		}
-		if action == admissionregistrationv1.Deny {
-			validations = []admissionregistrationv1.Validation{{
-				Expression:        "variables.skip != '' || size(variables.denyList) == 0",
-				MessageExpression: "'lastcall (strict mode): ' + variables.denyList.join('; ')",
-				Reason:            ptr(metav1.StatusReasonInvalid),
-			}}
-		}
+		return out
+	}
+	validating := func(name string, validations []admissionregistrationv1.Validation, vars []variable, conds []admissionregistrationv1.MatchCondition, action admissionregistrationv1.ValidationAction) {
 		var roots []string
 		for _, v := range validations {
 			roots = append(roots, v.Expression, v.MessageExpression)
@@ -331,15 +329,19 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 	}
 	all := append(append([]variable(nil), c.vars...), c.warnVars...)
 	if handled := c.handledPod(); handled != "" {
-		validating(o.Name+"-warnings", "warnings", WarningSlots, c.vars, with(admissionregistrationv1.MatchCondition{Name: "not-handled", Expression: "!(" + handled + ")"}), admissionregistrationv1.Warn)
+		validating(o.Name+"-warnings", warningSlots("warnings", WarningSlots), c.vars, with(admissionregistrationv1.MatchCondition{Name: "not-handled", Expression: "!(" + handled + ")"}), admissionregistrationv1.Warn)
 		// The short way has at most a namespace warning and one per supervised container: few slots, the
 		// last joining the rest (the API server runs every slot's two programs on every pod).
-		validating(o.Name+"-warnings-handled", "warningsFast", handledSlots, all, with(admissionregistrationv1.MatchCondition{Name: "handled", Expression: handled}), admissionregistrationv1.Warn)
+		validating(o.Name+"-warnings-handled", warningSlots("warningsFast", handledSlots), all, with(admissionregistrationv1.MatchCondition{Name: "handled", Expression: handled}), admissionregistrationv1.Warn)
 	} else {
-		validating(o.Name+"-warnings", "warnings", WarningSlots, c.vars, with(), admissionregistrationv1.Warn)
+		validating(o.Name+"-warnings", warningSlots("warnings", WarningSlots), c.vars, with(), admissionregistrationv1.Warn)
 	}
 	if o.Policy.Strict {
-		validating(o.Name+"-strict", "", 1, c.vars, with(), admissionregistrationv1.Deny)
+		validating(o.Name+"-strict", []admissionregistrationv1.Validation{{
+			Expression:        "variables.skip != '' || size(variables.denyList) == 0",
+			MessageExpression: "'lastcall (strict mode): ' + variables.denyList.join('; ')",
+			Reason:            ptr(metav1.StatusReasonInvalid),
+		}}, c.vars, with(), admissionregistrationv1.Deny)
 	}
 	return out
 }
