@@ -189,8 +189,8 @@ func TestCRDParity(t *testing.T) {
 var policyControllerArgs = []string{"--set", "mode=policy", "--set", "policyController.enabled=true", "--kube-version", "1.37.2"}
 
 // TestPolicyControllerKustomizeParity checks that config/policy-controller installs what the chart installs in
-// policy mode with the policy controller: the same RBAC rules, the same pod spec and the same policy file, and
-// neither renders the pre-rendered policies (the controller applies its own).
+// policy mode with the policy controller: the same RBAC rules, the same pod spec, the same policy file and the
+// same metrics Service, and neither renders the pre-rendered policies (the controller applies its own).
 func TestPolicyControllerKustomizeParity(t *testing.T) {
 	t.Parallel()
 	chart := decodeAll(t, helmTemplate(t, policyControllerArgs...))
@@ -214,6 +214,10 @@ func TestPolicyControllerKustomizeParity(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pod spec (-chart +kustomize):\n%s", diff)
+	}
+	metrics := releaseName + "-metrics"
+	if diff := cmp.Diff(find(t, chart, "Service", metrics).Object["spec"], find(t, kust, "Service", metrics).Object["spec"]); diff != "" {
+		t.Errorf("Service %s spec (-chart +kustomize):\n%s", metrics, diff)
 	}
 	wantPolicy := find(t, chart, "ConfigMap", releaseName+"-policy").Object["data"].(map[string]any)["policy.yaml"]
 	gotPolicy := find(t, kust, "ConfigMap", "").Object["data"].(map[string]any)["policy.yaml"]

@@ -37,6 +37,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: webhook
 {{- end }}
 
+{{/*
+The pods that serve /metrics (and the observer's /shutdowns): the webhook's, or in policy mode the policy
+controller's. One Service name, <fullname>-metrics, in both modes, so `lastcall status` and a ServiceMonitor
+find it the same way. metricsEnabled is "true" when such pods exist and metrics.service.enabled.
+*/}}
+{{- define "lastcall.metricsComponent" -}}
+{{- if eq .Values.mode "policy" }}policy-controller{{ else }}webhook{{ end }}
+{{- end }}
+
+{{- define "lastcall.metricsEnabled" -}}
+{{- if and .Values.metrics.service.enabled (or (eq .Values.mode "webhook") .Values.policyController.enabled) }}true{{ end }}
+{{- end }}
+
+{{- define "lastcall.metricsSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "lastcall.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: {{ include "lastcall.metricsComponent" . }}
+{{- end }}
+
 {{- define "lastcall.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
