@@ -8,11 +8,13 @@ import (
 	"os"
 	"testing"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/lastcall-dev/lastcall/internal/testenv"
 )
@@ -68,6 +70,9 @@ func webhookInstall() envtest.WebhookInstallOptions {
 
 // startWebhook runs lastcall's webhook server as the binary wires it.
 func startWebhook(ctx context.Context, env *envtest.Environment) error {
+	// Its request logs would only interleave with the measurement; without a logger controller-runtime prints
+	// a warning with a stack trace instead.
+	ctrllog.SetLogger(logr.Discard())
 	srv, err := testenv.StartServer(ctx, cfg, env, "defaultProfile: http\n")
 	if err != nil {
 		return err
