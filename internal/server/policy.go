@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -97,8 +99,11 @@ func runPolicyController(ctx context.Context, cfg *rest.Config, o Options, pol m
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the informers have synced (on a standby too: it has nothing to serve, and a rollout must not
-	// wait for the Lease).
+	// Ready once the informers have synced and a render is in the cluster. The second condition is what makes
+	// `helm install --wait` (or a GitOps health check) return only when pods are being injected, instead of
+	// admitting them untouched for the seconds before the first render; a standby waits for the leader's.
+	// Once any render is applied, a rollout's new pods are ready at once: the old render serves until the
+	// new leader applies its own.
 	if err := mgr.AddReadyzCheck("ready", func(*http.Request) error {
 		if ctx.Err() != nil {
 			return errors.New("shutting down")
@@ -108,9 +113,24 @@ func runPolicyController(ctx context.Context, cfg *rest.Config, o Options, pol m
 		if !mgr.GetCache().WaitForCacheSync(wctx) {
 			return errors.New("informers not synced yet")
 		}
-		return nil
+		return rendered(wctx, mgr.GetClient(), o.PolicyName)
 	}); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// rendered tells whether the bindings of a render named name are in the (cached) cluster: every binding a
+// render always has, so the API server runs its mutating policies.
+func rendered(ctx context.Context, c client.Reader, name string) error {
+	if name == "" {
+		name = policy.DefaultName
+	}
+	for _, n := range policy.MutatingNames(name) {
+		var b admissionregistrationv1.MutatingAdmissionPolicyBinding
+		if err := c.Get(ctx, client.ObjectKey{Name: n}, &b); err != nil {
+			return fmt.Errorf("no render applied yet: MutatingAdmissionPolicyBinding %s: %w", n, err)
+		}
+	}
+	return nil
 }

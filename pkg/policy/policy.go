@@ -125,11 +125,14 @@ const WarningSlots = 16
 // handledSlots is WarningSlots for the warnings of pods the mutation has just handled.
 const handledSlots = 3
 
+// DefaultName names the policies of a render whose Options.Name is empty.
+const DefaultName = "lastcall"
+
 // Compile returns the policies, or an error naming every profile or setting that cannot be compiled: a
 // broken policy is never returned.
 func Compile(o Options) (*Policies, error) {
 	if o.Name == "" {
-		o.Name = "lastcall"
+		o.Name = DefaultName
 	}
 	if o.Catalog == nil {
 		o.Catalog = profiles.Builtins()

@@ -59,7 +59,8 @@ func TestPolicyController(t *testing.T) {
 	// breakWarnings makes the next renders' second object (the warnings policy) one the API server refuses:
 	// without the dry run of the whole set, the first object (the mutating policy) would be applied before
 	// the error, and pods would get the new render.
-	var breakWarnings atomic.Bool
+	var breakWarnings, slowFirst atomic.Bool
+	slowFirst.Store(true)
 	probe, err := testenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +73,11 @@ func TestPolicyController(t *testing.T) {
 			Config: policyFile, PolicyController: true, PolicyName: name, Namespace: home,
 			MetricsAddr: "0", ProbeAddr: probe,
 			PolicyEdit: func(ps *policy.Policies) {
+				// The first render takes a while, so a readiness that only waits for the informers answers
+				// before anything is applied.
+				if slowFirst.CompareAndSwap(true, false) {
+					time.Sleep(2 * time.Second)
+				}
 				if breakWarnings.Load() {
 					ps.Validating[0].Spec.Validations[0].Expression = "size(variables.warnings) <= "
 				}
@@ -89,6 +95,12 @@ func TestPolicyController(t *testing.T) {
 	t.Cleanup(stopController)
 	if err := testenv.WaitReady(probe, done, 60*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	// Ready means a render is applied (helm install --wait returns only then), read past any cache.
+	for _, n := range policy.MutatingNames(name) {
+		if err := k8s.Get(ctx, client.ObjectKey{Name: n}, &admissionregistrationv1.MutatingAdmissionPolicyBinding{}); err != nil {
+			t.Fatalf("ready before its first render was applied: %v", err)
+		}
 	}
 
 	pod := func(image string) *corev1.Pod {
