@@ -24,6 +24,7 @@ import (
 //	variables.d2[j]    d1 clipped below the grace period
 //	variables.kind[j]  how it is rendered: "" (left alone), none, sleep, stop, sup, exec
 //	variables.hook[j]  the preStop hook, {} for none
+//	variables.fpm[j]   php-fpm's config file for the check of container j, '' for none
 func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add := func(name, expr string) { vars = append(vars, variable{name, expr}) }
 	ctr := "object.spec.containers[j]"
@@ -98,8 +99,11 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("volNames", "object.spec.?volumes.orValue([]).map(v, v.name)")
 	add("vol", unique(lit(mutate.ShimVolumeName), "variables.volNames"))
 	chkBase := lit(mutate.CheckContainerPrefix) + " + " + ctr + ".name"
+	// php-fpm's config file for a check container (mutate's fpmConfig: the first -y, --fpm-config or
+	// --fpm-config= in command and args), '' for none; the words bound once by a one-element map.
 	fpmWords := "(" + cmd + " + " + ctr + ".?args.orValue([]))"
-	add("fpmAt", each("!"+chk("j")+" ? [] : lists.range(size"+fpmWords+").filter(i, ("+fpmWords+"[i] in ['-y', '--fpm-config'] && i + 1 < size"+fpmWords+") || "+fpmWords+"[i].startsWith('--fpm-config='))"))
+	add("fpm", each("!"+chk("j")+" ? '' : ["+fpmWords+"].map(w, lists.range(size(w)).map(i, (w[i] in ['-y', '--fpm-config'] && i + 1 < size(w)) || w[i].startsWith('--fpm-config='), "+
+		"w[i].startsWith('--fpm-config=') && !(w[i] in ['-y', '--fpm-config']) ? w[i].substring(13) : w[i + 1]) + [''])[0][0]"))
 
 	// Engine rules the plain policy leaves to the webhook, as the general one does (build's blocked).
 	fr := c.fallbackRules("variables.prof[j]", "("+cmd+" + "+ctr+".?args.orValue([]))", "variables.pg[j][0]")
@@ -134,18 +138,15 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	containerOps := "lists.range(" + n + ").filter(j, variables.kind[j] != '').map(j, " + lcOps + " + " + cmdOps + " + " + mountOps(mountAdd, ctr, bp) + ").flatten()"
 	shimOps := "(variables.needShim ? [" + jsonAdd("'/spec/initContainers'", "["+shim+"]") + "] : [])"
 
-	fpmAt := "variables.fpmAt[j]"
-	fpmConfig := "(size(" + fpmAt + ") == 0 ? '' : " + fpmWords + "[" + fpmAt + "[0]].startsWith('--fpm-config=') && !(" + fpmWords + "[" + fpmAt + "[0]] in ['-y', '--fpm-config']) ? " +
-		fpmWords + "[" + fpmAt + "[0]].substring(13) : " + fpmWords + "[" + fpmAt + "[0] + 1])"
 	check, err := c.checkContainer(unique(chkBase, "variables.names + [variables.shimName]"), ctr+".?image.orValue('')", ctr, fmtT,
 		"(size("+cmd+") > 0 && variables.pg[j][0].startsWith('php-fpm') ? ['--binary', string("+ctr+".command[0])] : []) + "+
-			"("+fpmConfig+" != '' ? ['--config', string("+fpmConfig+")] : [])")
+			"(variables.fpm[j] != '' ? ['--config', string(variables.fpm[j])] : [])")
 	if err != nil {
 		return nil, "", err
 	}
-	// The check is the shim (index 0) plus the checks before it.
-	at := "'/spec/initContainers/' + string(1 + size(lists.range(j).filter(k, " + chk("k") + ")))"
-	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").map(j, [" + jsonAdd("'/spec/initContainers/-'", check) + "] + " +
+	// The c-th check (of container j) is init container 1 + c, after the shim.
+	at := "'/spec/initContainers/' + string(1 + c)"
+	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").transformList(c, j, [" + jsonAdd("'/spec/initContainers/-'", check) + "] + " +
 		checkCopies(ctr, bp, at, ctr+".name", mountAdd, mountAdd) + ").flatten()"
 	injected := "lists.range(" + n + ").map(j, " + ctr + ".name + '=' + (variables.kind[j] == '' ? '-' : variables.prof[j])).join(',')"
 	patch = "variables.skip != '' ? [] : variables.observe ? " + managedOps(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned ? [] : " +
