@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +26,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+var ctrlLogOnce sync.Once
 
 // Namespace creates a namespace named after the test (plus a random suffix) with the given labels, waits for
 // its default ServiceAccount, registers the failure dump and the deletion at test end, and returns its name.
@@ -228,6 +233,9 @@ func NewClient(kubeconfig string) (*rest.Config, kubernetes.Interface, error) {
 // CtrlClient returns a controller-runtime client for the cluster with the given scheme (e.g. one that also
 // knows the ShutdownProfile types); nil scheme means client-go's.
 func (e *Env) CtrlClient(scheme *runtime.Scheme) (ctrlclient.Client, error) {
+	// controller-runtime prints a stack trace when a client logs before any logger is set; the suite's
+	// clients have nothing to log.
+	ctrlLogOnce.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	return ctrlclient.New(e.Config, ctrlclient.Options{Scheme: scheme})
 }
 

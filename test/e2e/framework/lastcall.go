@@ -153,6 +153,50 @@ func (e *Env) UninstallLastcallPolicy(ctx context.Context) error {
 	return nil
 }
 
+// LastcallPolicyControllerRelease is the chart installed with mode=policy and policyController.enabled next to
+// the webhook release. With a release name that contains the chart's name, its fullname is the release name:
+// the controller applies the policies LastcallPolicyControllerRelease+"-rendered" (policy.MutatingNames and
+// ValidatingNames), owned by ClusterRole LastcallPolicyController, and its metrics Service is
+// LastcallPolicyControllerRelease+"-metrics".
+const (
+	LastcallPolicyControllerRelease = "lastcall-ctl"
+	LastcallPolicyController        = LastcallPolicyControllerRelease + "-policy-controller"
+)
+
+// InstallLastcallPolicyController installs lastcall in policy mode with the policy controller
+// (lastcall-webhook --policy-controller, the same image as the webhook's) as a second release next to the
+// webhook's, without the CRD (the webhook release owns it), and waits until the controller's Deployment is
+// available. extra are more `--set` values. The controller applies its policies when it starts, and the API
+// server loads them asynchronously: the caller waits until they apply. Not together with
+// InstallLastcallPolicy: both would serve the opted-in namespaces.
+func (e *Env) InstallLastcallPolicyController(ctx context.Context, extra ...string) error {
+	args := []string{"upgrade", "--install", LastcallPolicyControllerRelease, "charts/lastcall", "-n", LastcallNamespace,
+		"--create-namespace", "--wait", "--timeout", "3m",
+		"--set", "mode=policy", "--set", "policyController.enabled=true", "--set", "crds.install=false",
+		"--set", "image.tag=" + LastcallVersion(), "--set", "logLevel=debug"}
+	for _, s := range extra {
+		args = append(args, "--set", s)
+	}
+	if out, err := e.Helm(ctx, args...); err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	e.AlsoDump = appendUnique(e.AlsoDump, LastcallNamespace)
+	return WaitFor(ctx, 2*time.Minute, "lastcall policy controller available", func(ctx context.Context) (bool, error) {
+		d, err := e.Client.AppsV1().Deployments(LastcallNamespace).Get(ctx, LastcallPolicyController, metav1.GetOptions{})
+		return err == nil && deploymentAvailable(d), nil
+	})
+}
+
+// UninstallLastcallPolicyController removes the policy controller's release. It does not wait for the policies
+// the controller applied: the garbage collector deletes them after their owner, the release's ClusterRole.
+func (e *Env) UninstallLastcallPolicyController(ctx context.Context) error {
+	out, err := e.Helm(ctx, "uninstall", LastcallPolicyControllerRelease, "-n", LastcallNamespace, "--wait", "--timeout", "1m")
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
 // LastcallReplicas is the webhook Deployment's wanted number of replicas.
 func (e *Env) LastcallReplicas(ctx context.Context) (int, error) {
 	d, err := e.Client.AppsV1().Deployments(LastcallNamespace).Get(ctx, LastcallDeployment, metav1.GetOptions{})
