@@ -53,8 +53,9 @@ var (
 	cliErr  error
 )
 
-// lastcallStatus runs the real `lastcall status -n ns -o json` against the cluster, as a user would.
-func lastcallStatus(t *testing.T, env *framework.Env, ns string) []statusRow {
+// lastcallStatus runs the real `lastcall status -n ns -o json` (plus extra flags) against the cluster, as a
+// user would.
+func lastcallStatus(t *testing.T, env *framework.Env, ns string, extra ...string) []statusRow {
 	t.Helper()
 	cliOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "lastcall-cli-")
@@ -71,7 +72,8 @@ func lastcallStatus(t *testing.T, env *framework.Env, ns string) []statusRow {
 	if cliErr != nil {
 		t.Fatal(cliErr)
 	}
-	cmd := exec.Command(cliBin, "status", "-n", ns, "-o", "json", "--kubeconfig", env.Provider.Kubeconfig(), "--kubectl", framework.KubectlPath())
+	args := append([]string{"status", "-n", ns, "-o", "json", "--kubeconfig", env.Provider.Kubeconfig(), "--kubectl", framework.KubectlPath()}, extra...)
+	cmd := exec.Command(cliBin, args...)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr string

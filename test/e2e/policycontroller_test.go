@@ -43,22 +43,21 @@ import (
 //     pod reaches the webhook once the policies apply;
 //   - the observer in the controller's pod (holding the release's observer Lease) records a graceful deletion
 //     (exited) and a SIGKILL at the grace deadline (killed) in lastcall_shutdowns_total, read through the
-//     release's metrics Service (<release>-metrics, selecting the controller's pods), and puts a
-//     ShutdownKilled event on the Deployment;
+//     release's metrics Service (<release>-metrics, selecting the controller's pods), and in `lastcall status
+//     --release <release>`, and puts a ShutdownKilled event on the Deployment;
 //   - `helm uninstall` leaves none of the policies and bindings the controller applied within 30 s (the
 //     garbage collector deletes them after their owner), and the API server stops applying them.
 //
 // How each check was shown to fail (temporary edits, not committed, on the local cluster): the controller
 // installed with policy.capabilities.preStopSleep=false (an exec preStop, not the webhook's sleep) fails both
-// pod comparisons with the webhook and the sleep check; a 1 ms drain delay on the refused profile (it
-// compiles) fails the NotCompilable and the refused pod checks; counting webhook calls from before the
-// policies applied (the canary pods until they did) gives 9, not 0; observer.enabled=false fails the metric,
-// Lease and event checks; the chart's service.yaml from before the policy-mode metrics Service fails the
-// scrape (the API server's service proxy answers 503); the controller started without
-// --policy-owner-cluster-role fails the owner check and the uninstall check (all 8 objects stay after helm
-// uninstall). Not parallel: it takes the webhook away from every other test, and the controller's policies
-// serve every opted-in namespace while they are installed (so never together with
-// TestIngressRolloutUnderLoadPolicyMode's release).
+// pod comparisons with the webhook and the sleep check; a 1 ms drain delay on the refused profile (it compiles)
+// fails the NotCompilable and the refused pod checks; counting webhook calls from before the policies applied
+// (the canary pods until they did) gives 9, not 0; observer.enabled=false fails the metric, lastcall status,
+// Lease and event checks; the chart's service.yaml from before the policy-mode metrics Service fails the scrape
+// (the API server's service proxy answers 503); the controller started without --policy-owner-cluster-role fails
+// the owner check and the uninstall check (all 8 objects stay after helm uninstall). Not parallel: it takes the
+// webhook away from every other test, and the controller's policies serve every opted-in namespace while they
+// are installed (so never together with TestIngressRolloutUnderLoadPolicyMode's release).
 func TestPolicyControllerEndToEnd(t *testing.T) {
 	env := framework.Current(t)
 	ctx := context.Background()
@@ -259,6 +258,13 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 	} else {
 		t.Logf("shutdowns recorded by the controller's observer, read through its metrics Service: %q", got)
 	}
+	// lastcall status reads the same observer (its Lease, then the pod; else the metrics Service).
+	rows := lastcallStatus(t, env, ns, "--release", framework.LastcallPolicyControllerRelease)
+	webRow, workerRow := findRow(rows, "web", "web"), findRow(rows, "worker", "worker")
+	if webRow == nil || workerRow == nil || webRow.Exited != 1 || webRow.Shutdowns != 1 || workerRow.Killed != 1 || workerRow.Shutdowns != 1 {
+		t.Errorf("lastcall status --release %s: %+v; want web 1 exited, worker 1 killed", framework.LastcallPolicyControllerRelease, rows)
+	}
+
 	// The observing replica is a running controller pod of this release (the Lease outlives the release: on a
 	// reused cluster an earlier install's holder may still be named in it).
 	holder := "<none>"
