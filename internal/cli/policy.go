@@ -91,12 +91,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		}
 		src = profileSource{items: items, where: func(n string) string { return where[n] }}
 	}
-	catalog, left := renderCatalog(src)
+	catalog, uncompiled, left := renderCatalog(src)
 	for _, l := range left {
 		fmt.Fprintf(stderr, "lastcall: error: %s\n", l)
 	}
 	o := policy.Options{
-		Name: name, Policy: pol, Catalog: catalog, Version: version.Version,
+		Name: name, Policy: pol, Catalog: catalog, Version: version.Version, Uncompiled: uncompiled,
 		// Policy mode needs 1.36, so the capabilities are those of a 1.36 server unless the policy says otherwise.
 		Capabilities: mutate.ResolveCapabilities(pol.Capabilities, policy.MinKubernetesMinor),
 	}
@@ -191,7 +191,7 @@ func clusterSource(ctx context.Context, get kubectlGetter, stderr io.Writer) (pr
 // out each one the catalog refuses or policy mode cannot compile (policy.ProfileProblems), so one bad profile
 // never takes the others down. It returns one message per profile left out, sorted by name, that names the
 // field, the value, and what happens instead.
-func renderCatalog(src profileSource) (*profiles.Catalog, []string) {
+func renderCatalog(src profileSource) (*profiles.Catalog, []string, []string) {
 	reasons := map[string]string{}
 	for n, err := range src.undecodable {
 		reasons[n] = oneLine(err.Error())
@@ -214,10 +214,12 @@ func renderCatalog(src profileSource) (*profiles.Catalog, []string) {
 		what := "left out of the rendering"
 		if _, ok := builtins.Get(n); ok {
 			what += " (the built-in " + n + " is rendered as built in)"
+		} else if len(problems[n]) > 0 {
+			what += " (pods that name it are admitted unchanged with a warning, and its match rules detect nothing: use the webhook for them)"
 		}
 		left = append(left, fmt.Sprintf("ShutdownProfile/%s (%s): %s: %s", n, src.where(n), reasons[n], what))
 	}
-	return catalog, left
+	return catalog, policy.UncompiledNames(problems), left
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

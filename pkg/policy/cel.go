@@ -83,6 +83,9 @@ func problem(key, value, reason, fallback string) string {
 	return "(" + key + ") + '\\u0000' + (" + fallback + ") + '\\u0000' + 'annotation ' + (" + key + ") + '=' + " + quoteExpr(value) + " + ': ' + (" + reason + ") + '; ' + (" + fallback + ")"
 }
 
+// uncompiledReason is the fallback reason for Options.Uncompiled.
+const uncompiledReason = "a ShutdownProfile policy mode could not compile: its PolicyCompiled condition, or lastcall policy render, says why"
+
 func (c *compiler) build() {
 	P := mutate.Prefix
 	c.add("anns", "object.metadata.?annotations.orValue({})")
@@ -129,7 +132,11 @@ func (c *compiler) build() {
 	// Engine.namespaceDefault.
 	c.add("nsDef", "variables.nsAnns[?"+lit(mutate.AnnotationDefaultProfile)+"].orValue('')")
 	c.add("nsProf", "variables.nsDef in variables.catalog ? variables.nsDef : ''")
-	c.add("nsProblems", "variables.nsDef == '' || variables.nsDef == 'auto' || variables.nsDef in variables.catalog ? [] : ["+
+	nsKnown := "variables.nsDef in variables.catalog"
+	if len(c.o.Uncompiled) > 0 {
+		nsKnown += " || variables.nsDef in " + litList(c.o.Uncompiled)
+	}
+	c.add("nsProblems", "variables.nsDef == '' || variables.nsDef == 'auto' || "+nsKnown+" ? [] : ["+
 		"'"+mutate.AnnotationDefaultProfile+"\\u0000using the cluster default "+c.o.Policy.DefaultProfile+"\\u0000namespace annotation "+mutate.AnnotationDefaultProfile+"=' + "+
 		quoteExpr("variables.nsDef")+" + ': unknown profile (known: "+c.names+"); using the cluster default "+c.o.Policy.DefaultProfile+"']")
 
@@ -157,8 +164,16 @@ func (c *compiler) build() {
 	c.add("pdec", "variables.psp.map(s, s != "+unset+" && (s.trim() in ['none', 'auto'] || s.trim() in variables.catalog))")
 	c.add("pchoice", forJ("variables.pdec[j] ? variables.psp[j].trim() : variables.ppwDec ? variables.ppw.trim() : 'auto'"))
 	c.add("pkey", forJ("variables.pdec[j] ? "+lit(P+"profile.")+" + variables.cands[j].name : "+lit(mutate.AnnotationProfile)))
-	c.add("pbad", forJ("(variables.psp[j] != "+unset+" && !variables.pdec[j] ? ["+lit(P+"profile.")+" + variables.cands[j].name] : []) + "+
-		"(!variables.pdec[j] && variables.ppw != "+unset+" && !variables.ppwDec ? ["+lit(mutate.AnnotationProfile)+"] : [])"))
+	// A profile the compiler left out (Options.Uncompiled) is not unknown: the webhook would apply it, so it is
+	// no bad annotation (strict mode must not deny the pod); blocked falls back for it instead.
+	notUncompiled := func(s string) string {
+		if len(c.o.Uncompiled) == 0 {
+			return ""
+		}
+		return " && !(" + s + ".trim() in " + litList(c.o.Uncompiled) + ")"
+	}
+	c.add("pbad", forJ("(variables.psp[j] != "+unset+" && !variables.pdec[j]"+notUncompiled("variables.psp[j]")+" ? ["+lit(P+"profile.")+" + variables.cands[j].name] : []) + "+
+		"(!variables.pdec[j] && variables.ppw != "+unset+" && !variables.ppwDec"+notUncompiled("variables.ppw")+" ? ["+lit(mutate.AnnotationProfile)+"] : [])"))
 	c.add("skipSel", forJ("(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].init ? 'native-sidecar' : "+
 		"(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].name in "+c.meshList()+" ? 'mesh-proxy' : "+
 		"variables.pchoice[j] == 'none' ? 'profile-none' : ''"))
@@ -298,6 +313,13 @@ func (c *compiler) build() {
 		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.prof[j] in "+litList(wrapProfiles)+" && ("+orFalse(wrapConds)+"))", "a launcher script that does not exec the server (the shim must signal it by name)")
 	}
 	rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue())", "a container with its own lifecycle.stopSignal")
+	if len(c.o.Uncompiled) > 0 {
+		// The engine's choice when the catalog had them: the container's annotation, else the pod's, else
+		// (auto) detection, else the namespace default.
+		u := litList(c.o.Uncompiled)
+		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && (variables.psp[j].trim() in "+u+" || (!variables.pdec[j] && variables.ppw.trim() in "+u+") || "+
+			"(variables.pchoice[j] == 'auto' && variables.detName[j] == '' && variables.nsDef in "+u+")))", uncompiledReason)
+	}
 	blocked = "variables.unsupported != '' ? variables.unsupported : " + blocked
 	c.add("blocked", blocked)
 	c.addWarnings()

@@ -1,8 +1,12 @@
 package policy_test
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/policy"
@@ -45,5 +49,67 @@ func TestLayerLeavesOutWhatCannotCompile(t *testing.T) {
 	}
 	if _, err := policy.Compile(policy.Options{Policy: mutate.DefaultPolicy(), Catalog: cat}); err != nil {
 		t.Errorf("Layer's catalog does not compile: %v", err)
+	}
+}
+
+// A pod whose container would get a ShutdownProfile the compiler left out (the webhook would apply it) is
+// admitted unchanged with the fallback warning, through whichever mutating policy matches it, instead of
+// getting another profile, and the annotation is no bad one (strict mode does not deny it); without
+// Options.Uncompiled the same pods are injected with the default and an "unknown profile" warning, so the test
+// can fail. A pod whose profile is detected is injected with it, as by the webhook.
+func TestUncompiledProfileFallsBack(t *testing.T) {
+	_, _, problems := policy.Layer([]profiles.Override{
+		{Name: "sub-ms", StopSignal: "SIGTERM", DrainDelay: dur(1500 * time.Microsecond), Source: "ShutdownProfile/sub-ms"},
+		{Name: "nginx", DrainTimeout: dur(time.Second + time.Nanosecond), Source: "ShutdownProfile/nginx"},
+	})
+	uncompiled := policy.UncompiledNames(problems)
+	if len(uncompiled) != 1 || uncompiled[0] != "sub-ms" {
+		t.Fatalf("UncompiledNames %q; want [sub-ms] (an override of a built-in leaves the built-in)", uncompiled)
+	}
+	pod := func(image string, anns map[string]string) *corev1.Pod {
+		return &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", Annotations: anns},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: image}}}}
+	}
+	ns := func(anns map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{mutate.LabelInject: "enabled"}, Annotations: anns}}
+	}
+	nsDefault := map[string]string{mutate.AnnotationDefaultProfile: "sub-ms"}
+	cases := []struct {
+		name     string
+		pod      *corev1.Pod
+		ns       *corev1.Namespace
+		fallBack bool
+	}{
+		{"pod annotation", pod("busybox", map[string]string{mutate.AnnotationProfile: "sub-ms"}), ns(nil), true},
+		{"container annotation", pod("busybox", map[string]string{mutate.AnnotationProfile + ".web": " sub-ms"}), ns(nil), true},
+		{"namespace default, plain pod", pod("busybox", nil), ns(nsDefault), true},
+		{"namespace default, detected profile", pod("nginx:1.27", nil), ns(nsDefault), false},
+	}
+	for _, run := range []struct{ withList, strict bool }{{true, false}, {false, false}, {true, true}} {
+		withList := run.withList
+		o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"}
+		o.Policy.Strict = run.strict
+		if withList {
+			o.Uncompiled = uncompiled
+		}
+		ps, err := policy.Compile(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := newEvaluator(t, ps)
+		for _, c := range cases {
+			got := e.mutate(t, e.mutate(t, c.pod, c.ns), c.ns)
+			warnings := strings.Join(e.warnings(t, got, c.ns), "\n")
+			injected := got.Annotations[mutate.AnnotationInjected] != ""
+			warned := strings.Contains(warnings, "policy mode cannot handle this pod (a ShutdownProfile policy mode could not compile")
+			// A profile the webhook would apply is no bad annotation (strict mode would deny the pod); without
+			// the list it is reported as unknown.
+			if bad := strings.Contains(warnings, "strict mode") || strings.Contains(warnings, "unknown profile"); bad == withList {
+				t.Errorf("Uncompiled set %v, strict %v, %s: reported as a bad annotation %v: %q", withList, run.strict, c.name, bad, warnings)
+			}
+			if fell := !injected && warned; fell != (withList && c.fallBack) {
+				t.Errorf("Uncompiled set %v, %s: injected %v (%s), warnings %q; want fallback %v", withList, c.name, injected, got.Annotations[mutate.AnnotationInjected], warnings, withList && c.fallBack)
+			}
+		}
 	}
 }

@@ -121,6 +121,12 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 		rules = append(rules, "("+wrap+")")
 		blocked = "lists.range(" + n + ").exists(j, " + wrap + ") ? 'a launcher script that does not exec the server (the shim must signal it by name)' : " + blocked
 	}
+	if len(c.o.Uncompiled) > 0 {
+		// A plain pod names no profile: only the namespace default can be one, when detection finds nothing.
+		u := "(variables.prof[j] != '' && size(variables.det[j]) == 0 && variables.nsDef in " + litList(c.o.Uncompiled) + ")"
+		rules = append(rules, u)
+		blocked = "lists.range(" + n + ").exists(j, " + u + ") ? " + lit(uncompiledReason) + " : " + blocked
+	}
 	// One pass finds whether any rule applies (almost never); only then the rules in order name it.
 	add("blocked", "!lists.range("+n+").exists(j, "+strings.Join(rules, " || ")+") ? '' : "+blocked)
 

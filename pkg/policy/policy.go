@@ -11,6 +11,7 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -51,6 +52,11 @@ type Options struct {
 	ExcludeNamespaces []string
 	// FailurePolicy of the policies: Ignore (the default; lastcall's own failures never block a pod) or Fail.
 	FailurePolicy admissionregistrationv1.FailurePolicyType
+	// Uncompiled names the cluster's ShutdownProfiles that Layer left out because this compiler cannot
+	// compile them (UncompiledNames), where the webhook would use them: a pod whose container would get one
+	// (named by an annotation, or the namespace default) is admitted unchanged with a warning, instead of
+	// getting another profile.
+	Uncompiled []string
 }
 
 // Policies are the compiled objects: two mutating policies (the general one, and one specialised for plain
@@ -101,7 +107,7 @@ func (p *Policies) SetNamespaceSelector(sel *metav1.LabelSelector) {
 // Limitations are the engine behaviours this compiler does not reproduce in CEL, and what happens instead.
 // `lastcall policy render` prints them; docs/install.md repeats them.
 var Limitations = []string{
-	"pods the policy cannot render exactly are admitted unchanged with a warning that names the reason (use the webhook for them): duration annotations with sub-millisecond precision or over 20 characters; a php-fpm check for a container name over 48 characters; a container with its own lifecycle.stopSignal; launcher scripts that do not exec the server (apache2ctl); drain timeouts from command-line flags (gunicorn --graceful-timeout, sidekiq -t, ...)",
+	"pods the policy cannot render exactly are admitted unchanged with a warning that names the reason (use the webhook for them): a container that would get a ShutdownProfile the compiler left out (by an annotation or the namespace default; such a profile's match rules cannot detect anything); duration annotations with sub-millisecond precision or over 20 characters; a php-fpm check for a container name over 48 characters; a container with its own lifecycle.stopSignal; launcher scripts that do not exec the server (apache2ctl); drain timeouts from command-line flags (gunicorn --graceful-timeout, sidekiq -t, ...)",
 	"lastcall's init containers already in a pod are left as they are (the webhook updates their image, command and resources to the current policy)",
 	"the warnings \"terminationGracePeriodSeconds raised from 0\" and \"replaced its preStop hook\" are not given: the validating policy sees the pod after the mutation, when the 0 and the user's hook are gone",
 	"bad lastcall annotations on pods or containers lastcall skips are not reported",
@@ -206,6 +212,21 @@ func Layer(overrides []profiles.Override) (catalog *profiles.Catalog, refused ma
 		catalog, _ = profiles.Builtins().Layer(keep)
 	}
 	return catalog, refused, problems
+}
+
+// UncompiledNames are the names in Layer's problems that are not built-ins, sorted: the profiles a pod can
+// name that the webhook would apply and the policy cannot (Options.Uncompiled). An override of a built-in
+// that cannot be compiled is not among them: its pods get the built-in, and its condition says so.
+func UncompiledNames(problems map[string][]string) []string {
+	builtins := profiles.Builtins()
+	var out []string
+	for n := range problems {
+		if _, ok := builtins.Get(n); !ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (c *compiler) variables(vars []variable) []admissionregistrationv1.Variable {

@@ -38,9 +38,9 @@ import (
 //     controller started gets PolicyCompiled=True/Compiled and injects its pods as the webhook did (preStop
 //     sleep 3 s, grace 15 s);
 //   - a ShutdownProfile the compiler refuses (a 1.5 ms drain delay) gets PolicyCompiled=False/NotCompilable
-//     naming the field and the value; the other pods are still injected as before; a pod asking for it gets
-//     the cluster default and a warning naming it (as the webhook does for a profile its catalog refuses); no
-//     pod reaches the webhook once the policies apply;
+//     naming the field and the value; the other pods are still injected as before; a pod asking for it is
+//     admitted unchanged with the warning that policy mode could not compile its profile (the webhook would
+//     apply it); no pod reaches the webhook once the policies apply;
 //   - the observer in the controller's pod (holding the release's observer Lease) records a graceful deletion
 //     (exited) and a SIGKILL at the grace deadline (killed) in lastcall_shutdowns_total, read through the
 //     release's metrics Service (<release>-metrics, selecting the controller's pods), and in `lastcall status
@@ -192,8 +192,8 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 		t.Logf("ShutdownProfile %s: PolicyCompiled False/NotCompilable: %s", refused.Name, cond.Message)
 	}
 	checkProfilePod("after the refused profile")
-	// A pod that asks for it is treated as the webhook treats a ShutdownProfile its catalog refuses: the
-	// cluster default, and a warning naming the annotation and the profile.
+	// A pod that asks for it falls back, as for every rule policy mode cannot render: the webhook would apply
+	// the profile, so the policy leaves the pod unchanged and says why, instead of giving it another one.
 	w := &warnings{}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.WarningHandler = w
@@ -208,8 +208,8 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 	w.mu.Lock()
 	msgs := append([]string(nil), w.msgs...)
 	w.mu.Unlock()
-	if p.Annotations[annInjected] != "app=http" || len(msgs) != 1 || !strings.Contains(msgs[0], annProfile+`="`+refused.Name+`": unknown profile`) {
-		t.Errorf("a pod asking for the refused profile: record %q, warnings %q; want app=http (the cluster default) and one warning naming %s=%q", p.Annotations[annInjected], msgs, annProfile, refused.Name)
+	if _, injected := p.Annotations[annInjected]; injected || len(msgs) != 1 || !strings.Contains(msgs[0], "policy mode cannot handle this pod (a ShutdownProfile policy mode could not compile") {
+		t.Errorf("a pod asking for the refused profile: record %q, warnings %q; want no injection and one warning that policy mode could not compile its ShutdownProfile", p.Annotations[annInjected], msgs)
 	}
 	if diff := cmp.Diff(lastcallView(plainViaWebhook), lastcallView(dryRunPod(ctx, t, env, ns, plainPod("plain-after-refused")))); diff != "" {
 		t.Errorf("after the refused profile, a plain pod as the webhook (-) and the controller's policy (+) store it differ:\n%s", diff)

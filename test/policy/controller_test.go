@@ -33,6 +33,7 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/testenv"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/policy"
+	"github.com/lastcall-dev/lastcall/pkg/profiles"
 	"github.com/lastcall-dev/lastcall/pkg/version"
 )
 
@@ -154,6 +155,17 @@ func TestPolicyController(t *testing.T) {
 		t.Helper()
 		o := opts
 		o.Catalog, _ = v1alpha1.Catalog(items)
+		// The controller also names the cluster's profiles it could not compile, so their pods fall back.
+		var all v1alpha1.ShutdownProfileList
+		if err := k8s.List(ctx, &all); err != nil {
+			t.Fatal(err)
+		}
+		var ovs []profiles.Override
+		for i := range all.Items {
+			ovs = append(ovs, all.Items[i].Override())
+		}
+		_, _, problems := policy.Layer(ovs)
+		o.Uncompiled = policy.UncompiledNames(problems)
 		want, err := policy.Compile(o)
 		if err != nil {
 			t.Fatal(err)
