@@ -40,7 +40,7 @@ import (
 //   - a ShutdownProfile the compiler refuses (a 1.5 ms drain delay) gets PolicyCompiled=False/NotCompilable
 //     naming the field and the value; the other pods are still injected as before; a pod asking for it is
 //     admitted unchanged with the warning that policy mode could not compile its profile (the webhook would
-//     apply it); no pod reaches the webhook once the policies apply;
+//     apply it); once the policies apply, only the pods they leave unchanged reach the webhook;
 //   - the observer in the controller's pod (holding the release's observer Lease) records a graceful deletion
 //     (exited) and a SIGKILL at the grace deadline (killed) in lastcall_shutdowns_total, read through the
 //     release's metrics Service (<release>-metrics, selecting the controller's pods), and in `lastcall status
@@ -128,8 +128,9 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 	tInstalled := time.Since(t0)
 	plainViaPolicy := waitPolicy(ctx, t, env, ns, plainPod, true)
 	t.Logf("policy controller installed (helm --wait) in %.1fs, its policies applying after %.1fs", tInstalled.Seconds(), time.Since(t0).Seconds())
-	// From here on, every pod is changed by the policies: one they did not handle would reach the webhook
-	// (scaled to 0: it fails open) and be counted. (The canaries before the policies applied were not handled.)
+	// From here on, every pod is changed by the policies, but those they leave to the webhook on purpose: one
+	// they did not handle would reach the webhook (scaled to 0: it fails open) and be counted. (The canaries
+	// before the policies applied were not handled.)
 	calls := webhookCalls(ctx, t, env)
 	if diff := cmp.Diff(lastcallView(plainViaWebhook), lastcallView(plainViaPolicy)); diff != "" {
 		t.Errorf("a plain pod as the webhook (-) and the controller's policy (+) store it differ:\n%s", diff)
@@ -194,6 +195,7 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 	checkProfilePod("after the refused profile")
 	// A pod that asks for it falls back, as for every rule policy mode cannot render: the webhook would apply
 	// the profile, so the policy leaves the pod unchanged and says why, instead of giving it another one.
+	// The condition is written once the render is applied; the API server loads it about a second later.
 	w := &warnings{}
 	cfg := rest.CopyConfig(env.Config)
 	cfg.WarningHandler = w
@@ -201,15 +203,32 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := cs.CoreV1().Pods(ns).Create(ctx, newPod("refused", map[string]string{annProfile: refused.Name}, testappContainer("app")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.mu.Lock()
-	msgs := append([]string(nil), w.msgs...)
-	w.mu.Unlock()
-	if _, injected := p.Annotations[annInjected]; injected || len(msgs) != 1 || !strings.Contains(msgs[0], "policy mode cannot handle this pod (a ShutdownProfile policy mode could not compile") {
-		t.Errorf("a pod asking for the refused profile: record %q, warnings %q; want no injection and one warning that policy mode could not compile its ShutdownProfile", p.Annotations[annInjected], msgs)
+	// A pod the policies leave unchanged reaches the webhook (in a cluster that runs both, the webhook
+	// handles it): each such attempt is one expected webhook call.
+	fallbacks := 0
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		w.mu.Lock()
+		w.msgs = nil
+		w.mu.Unlock()
+		p, err := cs.CoreV1().Pods(ns).Create(ctx, newPod("refused", map[string]string{annProfile: refused.Name}, testappContainer("app")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.mu.Lock()
+		msgs := append([]string(nil), w.msgs...)
+		w.mu.Unlock()
+		_, injected := p.Annotations[annInjected]
+		if !injected {
+			fallbacks++
+		}
+		if !injected && len(msgs) == 1 && strings.Contains(msgs[0], "policy mode cannot handle this pod (a ShutdownProfile policy mode could not compile") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a pod asking for the refused profile, 30 s after its condition: record %q, warnings %q; want no injection and one warning that policy mode could not compile its ShutdownProfile", p.Annotations[annInjected], msgs)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if diff := cmp.Diff(lastcallView(plainViaWebhook), lastcallView(dryRunPod(ctx, t, env, ns, plainPod("plain-after-refused")))); diff != "" {
 		t.Errorf("after the refused profile, a plain pod as the webhook (-) and the controller's policy (+) store it differ:\n%s", diff)
@@ -293,8 +312,8 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 		t.Error(err)
 	}
 
-	if n := webhookCalls(ctx, t, env) - calls; n != 0 {
-		t.Errorf("the API server called lastcall's webhook %.0f times since the policies applied: pods the policies did not handle", n)
+	if n := webhookCalls(ctx, t, env) - calls; n != float64(fallbacks) {
+		t.Errorf("the API server called lastcall's webhook %.0f times since the policies applied, for %d pods they left to it: pods the policies did not handle", n, fallbacks)
 	}
 
 	// helm uninstall: the ClusterRole goes, the garbage collector deletes what it owns.
