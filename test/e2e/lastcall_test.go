@@ -16,9 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -288,17 +286,7 @@ func TestShutdownProfileChange(t *testing.T) {
 	env := framework.Current(t)
 	ctx := context.Background()
 	ns := env.Namespace(t, optedIn)
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := lastcallv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := env.CtrlClient(scheme)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := ctrlClient(t, env)
 	name := "e2e-" + ns
 	sp := &lastcallv1.ShutdownProfile{
 		ObjectMeta: metav1.ObjectMeta{Name: name},

@@ -94,20 +94,9 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 		t.Fatalf("the profile's pod through the webhook: %s = %q, want app=%s", annInjected, got, good.Name)
 	}
 
-	replicas, err := env.LastcallReplicas(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Cleanups run last first: the controller's release goes (and its policies with it) while the webhook is
 	// still down, then the webhook comes back for the tests after this one.
-	t.Cleanup(func() {
-		if err := env.ScaleLastcall(context.Background(), replicas); err != nil {
-			t.Errorf("scale the webhook back to %d: %v", replicas, err)
-		}
-	})
-	if err := env.ScaleLastcall(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	webhookDown(ctx, t, env)
 	uninstalled := false
 	t.Cleanup(func() {
 		if uninstalled {

@@ -56,20 +56,9 @@ func TestIngressRolloutUnderLoadPolicyMode(t *testing.T) {
 		t.Fatalf("the app's pod through the webhook: %s = %q", annInjected, viaWebhook.Annotations[annInjected])
 	}
 
-	replicas, err := env.LastcallReplicas(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Cleanups run last first: the policies go (and the API server stops applying them) while the webhook is
 	// still down, then the webhook comes back for the tests after this one.
-	t.Cleanup(func() {
-		if err := env.ScaleLastcall(context.Background(), replicas); err != nil {
-			t.Errorf("scale the webhook back to %d: %v", replicas, err)
-		}
-	})
-	if err := env.ScaleLastcall(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	webhookDown(ctx, t, env)
 	t.Cleanup(func() {
 		ctx := context.Background()
 		if err := env.UninstallLastcallPolicy(ctx); err != nil {
@@ -122,6 +111,24 @@ func TestIngressRolloutUnderLoadPolicyMode(t *testing.T) {
 	writeIngressPicture(t, env, tr, "rollout-policy", baseline[0], r)
 	t.Logf("policy mode: %d requests, %d failed, p50 %s, p99 %s, rollout %.1fs; baseline without lastcall: %s",
 		len(r.Records), len(r.Failures()), r.Latency(50).Round(time.Millisecond), r.Latency(99).Round(time.Millisecond), r.Rollout.Seconds(), failedOf(baseline))
+}
+
+// webhookDown scales lastcall's webhook to 0 for the rest of the test and back afterwards (a cleanup
+// registered first, so it runs after the test's own).
+func webhookDown(ctx context.Context, t *testing.T, env *framework.Env) {
+	t.Helper()
+	replicas, err := env.LastcallReplicas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.ScaleLastcall(context.Background(), replicas); err != nil {
+			t.Errorf("scale the webhook back to %d: %v", replicas, err)
+		}
+	})
+	if err := env.ScaleLastcall(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func failedOf(runs []*scenario.IngressResult) string {
