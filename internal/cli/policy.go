@@ -91,12 +91,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		}
 		src = profileSource{items: items, where: func(n string) string { return where[n] }}
 	}
-	catalog, uncompiled, left := renderCatalog(src)
+	catalog, detect, uncompiled, left := renderCatalog(src)
 	for _, l := range left {
 		fmt.Fprintf(stderr, "lastcall: error: %s\n", l)
 	}
 	o := policy.Options{
-		Name: name, Policy: pol, Catalog: catalog, Version: version.Version, Uncompiled: uncompiled,
+		Name: name, Policy: pol, Catalog: catalog, Version: version.Version, Uncompiled: uncompiled, Detect: detect,
 		// Policy mode needs 1.36, so the capabilities are those of a 1.36 server unless the policy says otherwise.
 		Capabilities: mutate.ResolveCapabilities(pol.Capabilities, policy.MinKubernetesMinor),
 	}
@@ -191,7 +191,7 @@ func clusterSource(ctx context.Context, get kubectlGetter, stderr io.Writer) (pr
 // out each one the catalog refuses or policy mode cannot compile (policy.ProfileProblems), so one bad profile
 // never takes the others down. It returns one message per profile left out, sorted by name, that names the
 // field, the value, and what happens instead.
-func renderCatalog(src profileSource) (*profiles.Catalog, []string, []string) {
+func renderCatalog(src profileSource) (catalog, detect *profiles.Catalog, uncompiled, left []string) {
 	reasons := map[string]string{}
 	for n, err := range src.undecodable {
 		reasons[n] = oneLine(err.Error())
@@ -202,6 +202,8 @@ func renderCatalog(src profileSource) (*profiles.Catalog, []string, []string) {
 		ovs = append(ovs, src.items[i].Override())
 	}
 	catalog, refused, problems := policy.Layer(ovs)
+	// The webhook's catalog of the same profiles: the detection order the left-out ones keep.
+	detect, _ = profiles.Builtins().Layer(ovs)
 	for n, err := range refused {
 		reasons[n] = oneLine(err.Error())
 	}
@@ -209,17 +211,16 @@ func renderCatalog(src profileSource) (*profiles.Catalog, []string, []string) {
 		reasons[n] = strings.Join(probs, "; ")
 	}
 	builtins := profiles.Builtins()
-	var left []string
 	for _, n := range sortedKeys(reasons) {
 		what := "left out of the rendering"
 		if _, ok := builtins.Get(n); ok {
 			what += " (the built-in " + n + " is rendered as built in)"
 		} else if len(problems[n]) > 0 {
-			what += " (pods that name it are admitted unchanged with a warning, and its match rules detect nothing: use the webhook for them)"
+			what += " (pods that would get it, by name or by its match rules, are admitted unchanged with a warning: use the webhook for them)"
 		}
 		left = append(left, fmt.Sprintf("ShutdownProfile/%s (%s): %s: %s", n, src.where(n), reasons[n], what))
 	}
-	return catalog, policy.UncompiledNames(problems), left
+	return catalog, detect, policy.UncompiledNames(problems), left
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

@@ -94,7 +94,7 @@ func TestPolicyRenderLeavesOutBadProfiles(t *testing.T) {
 			t.Error("the rendering equals the good profiles': pods naming badrange would not fall back")
 		}
 		for _, d := range diffs {
-			if !strings.Contains(d, `["badrange"]`) {
+			if !strings.Contains(d, "badrange") {
 				t.Errorf("the rendering differs from the good profiles' where badrange is not named: %.300s", d)
 			}
 		}

@@ -193,7 +193,7 @@ var renderKey = reconcile.Request{NamespacedName: client.ObjectKey{Name: "render
 // deletion; the status it writes itself is not a change), and when one of its objects is changed or deleted
 // by someone else. There is no periodic resync: nothing else changes the result.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if _, err := policy.Compile(r.options(profiles.Builtins(), nil)); err != nil {
+	if _, err := policy.Compile(r.options(profiles.Builtins(), nil, nil)); err != nil {
 		// The policy file itself does not compile: no ShutdownProfile can fix that.
 		return fmt.Errorf("the policy does not compile with the built-in profiles: %w", err)
 	}
@@ -216,9 +216,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func (r *Reconciler) options(cat *profiles.Catalog, uncompiled []string) policy.Options {
+func (r *Reconciler) options(cat, detect *profiles.Catalog, uncompiled []string) policy.Options {
 	o := r.Options
-	o.Catalog, o.Uncompiled = cat, uncompiled
+	o.Catalog, o.Detect, o.Uncompiled = cat, detect, uncompiled
 	return o
 }
 
@@ -332,7 +332,7 @@ func (r *Reconciler) compile(items []v1alpha1.ShutdownProfile) (*policy.Policies
 		if builtin {
 			out += " (pods get the built-in " + n + ")"
 		} else if len(problems[n]) > 0 {
-			out += " (pods that name it are admitted unchanged with a warning, and its match rules detect nothing: use the webhook for them)"
+			out += " (pods that would get it, by name or by its match rules, are admitted unchanged with a warning: use the webhook for them)"
 		}
 		switch {
 		case refused[n] != nil:
@@ -345,7 +345,9 @@ func (r *Reconciler) compile(items []v1alpha1.ShutdownProfile) (*policy.Policies
 			verdicts[n] = verdict{metav1.ConditionTrue, ReasonCompiled, "in the applied admission policy"}
 		}
 	}
-	ps, err := policy.Compile(r.options(cat, policy.UncompiledNames(problems)))
+	// The webhook's catalog of the same profiles: the detection order the left-out ones keep.
+	detect, _ := profiles.Builtins().Layer(ovs)
+	ps, err := policy.Compile(r.options(cat, detect, policy.UncompiledNames(problems)))
 	if err != nil {
 		// policy.Layer left out what ProfileProblems knows; what is left is a compiler bug or a setting.
 		return nil, nil, fmt.Errorf("compile the policy: %w", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,11 +133,7 @@ func (c *compiler) build() {
 	// Engine.namespaceDefault.
 	c.add("nsDef", "variables.nsAnns[?"+lit(mutate.AnnotationDefaultProfile)+"].orValue('')")
 	c.add("nsProf", "variables.nsDef in variables.catalog ? variables.nsDef : ''")
-	nsKnown := "variables.nsDef in variables.catalog"
-	if len(c.o.Uncompiled) > 0 {
-		nsKnown += " || variables.nsDef in " + litList(c.o.Uncompiled)
-	}
-	c.add("nsProblems", "variables.nsDef == '' || variables.nsDef == 'auto' || "+nsKnown+" ? [] : ["+
+	c.add("nsProblems", "variables.nsDef == '' || variables.nsDef == 'auto' || variables.nsDef in variables.catalog ? [] : ["+
 		"'"+mutate.AnnotationDefaultProfile+"\\u0000using the cluster default "+c.o.Policy.DefaultProfile+"\\u0000namespace annotation "+mutate.AnnotationDefaultProfile+"=' + "+
 		quoteExpr("variables.nsDef")+" + ': unknown profile (known: "+c.names+"); using the cluster default "+c.o.Policy.DefaultProfile+"']")
 
@@ -164,16 +161,8 @@ func (c *compiler) build() {
 	c.add("pdec", "variables.psp.map(s, s != "+unset+" && (s.trim() in ['none', 'auto'] || s.trim() in variables.catalog))")
 	c.add("pchoice", forJ("variables.pdec[j] ? variables.psp[j].trim() : variables.ppwDec ? variables.ppw.trim() : 'auto'"))
 	c.add("pkey", forJ("variables.pdec[j] ? "+lit(P+"profile.")+" + variables.cands[j].name : "+lit(mutate.AnnotationProfile)))
-	// A profile the compiler left out (Options.Uncompiled) is not unknown: the webhook would apply it, so it is
-	// no bad annotation (strict mode must not deny the pod); blocked falls back for it instead.
-	notUncompiled := func(s string) string {
-		if len(c.o.Uncompiled) == 0 {
-			return ""
-		}
-		return " && !(" + s + ".trim() in " + litList(c.o.Uncompiled) + ")"
-	}
-	c.add("pbad", forJ("(variables.psp[j] != "+unset+" && !variables.pdec[j]"+notUncompiled("variables.psp[j]")+" ? ["+lit(P+"profile.")+" + variables.cands[j].name] : []) + "+
-		"(!variables.pdec[j] && variables.ppw != "+unset+" && !variables.ppwDec"+notUncompiled("variables.ppw")+" ? ["+lit(mutate.AnnotationProfile)+"] : [])"))
+	c.add("pbad", forJ("(variables.psp[j] != "+unset+" && !variables.pdec[j] ? ["+lit(P+"profile.")+" + variables.cands[j].name] : []) + "+
+		"(!variables.pdec[j] && variables.ppw != "+unset+" && !variables.ppwDec ? ["+lit(mutate.AnnotationProfile)+"] : [])"))
 	c.add("skipSel", forJ("(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].init ? 'native-sidecar' : "+
 		"(variables.psp[j] == "+unset+" || variables.psp[j] == 'auto') && variables.cands[j].name in "+c.meshList()+" ? 'mesh-proxy' : "+
 		"variables.pchoice[j] == 'none' ? 'profile-none' : ''"))
@@ -314,11 +303,9 @@ func (c *compiler) build() {
 	}
 	rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.cands[j].c.?lifecycle.?stopSignal.hasValue())", "a container with its own lifecycle.stopSignal")
 	if len(c.o.Uncompiled) > 0 {
-		// The engine's choice when the catalog had them: the container's annotation, else the pod's, else
-		// (auto) detection, else the namespace default.
-		u := litList(c.o.Uncompiled)
-		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && (variables.psp[j].trim() in "+u+" || (!variables.pdec[j] && variables.ppw.trim() in "+u+") || "+
-			"(variables.pchoice[j] == 'auto' && variables.detName[j] == '' && variables.nsDef in "+u+")))", uncompiledReason)
+		// The catalog knows them by name and detection by their rules, so the engine's choice is made as
+		// in the webhook; their values in the catalog are placeholders nothing reads after this.
+		rule("lists.range(size(variables.cands)).exists(j, variables.sel[j] && variables.prof[j] in "+litList(c.o.Uncompiled)+")", uncompiledReason)
 	}
 	blocked = "variables.unsupported != '' ? variables.unsupported : " + blocked
 	c.add("blocked", blocked)
@@ -431,14 +418,18 @@ func (c *compiler) detectList(imgName, imgTag, prog string) string {
 		return fmt.Sprintf("%04d", n) + "\x00" + name + "\x00" + kind + "\x00" + strconv.Quote(pat)
 	}
 	add := func(subject, name, kind, pat string) {
-		e := entry(name, kind, pat)
 		if !strings.ContainsAny(pat, `*?[\`) {
+			e := entry(name, kind, pat)
 			if _, dup := exact[subject][pat]; !dup { // an earlier pattern wins anyway
 				exact[subject][pat] = e
 			}
 			return
 		}
 		cond, err := globExpr(subject, pat)
+		if err != nil && slices.Contains(c.o.Uncompiled, name) {
+			return // a rule of a profile left out (perhaps for this very pattern) that cannot be written detects nothing
+		}
+		e := entry(name, kind, pat)
 		if err != nil {
 			c.problems = append(c.problems, fmt.Sprintf("profile %s: match.%s %q: %v", name, map[string]string{"image": "images", "command": "commands"}[kind], pat, err))
 			return
@@ -448,7 +439,7 @@ func (c *compiler) detectList(imgName, imgTag, prog string) string {
 		}
 		globs = append(globs, "("+cond+" ? ["+lit(e)+"] : [])")
 	}
-	for _, p := range c.catalog.All() {
+	for _, p := range c.detectOrder() {
 		for _, pat := range p.Match.Images {
 			subject := imgName
 			if strings.IndexByte(pat, ':') >= 0 {
@@ -498,14 +489,41 @@ func (c *compiler) meshList() string { return litList(c.o.Policy.MeshProxies) }
 
 // catalogLiteral is the catalog as a CEL map, sorted by name so the rendering is byte-stable.
 func (c *compiler) catalogLiteral() string {
-	names := c.catalog.Names()
+	names := sortedUnion(c.catalog.Names(), c.o.Uncompiled)
 	parts := make([]string, 0, len(names))
 	for _, n := range names {
-		p, _ := c.catalog.Get(n)
+		p, ok := c.catalog.Get(n)
+		if !ok {
+			// Uncompiled: known by name, with the default profile's values, which nothing reads (blocked).
+			p, _ = c.catalog.Get(c.defProf)
+		}
 		parts = append(parts, fmt.Sprintf("%s: {'delay': dyn(duration(%s)), 'timeout': dyn(duration(%s)), 'delayFmt': dyn(%s), 'timeoutFmt': dyn(%s), 'signal': dyn(%s), 'role': dyn(%s), 'checks': dyn(%t), 'supervise': dyn(%t)}",
 			lit(n), lit(goDur(p.DrainDelay)), lit(goDur(p.DrainTimeout)), lit(p.DrainDelay.String()), lit(p.DrainTimeout.String()), lit(string(p.StopSignal)), lit(string(p.Role)), len(p.Checks) > 0, p.Supervise || c.o.Policy.Supervise))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// detectOrder is the profiles detection tries, in the webhook's order: cluster profiles first, sorted by
+// name (profiles.Catalog.Layer), then the built-ins. The Uncompiled ones (Options.Detect has them) take their
+// place among the cluster profiles with their own match rules; a built-in whose override was left out stays
+// where the built-ins are, as in the compiled catalog.
+func (c *compiler) detectOrder() []*profiles.Profile {
+	all := c.catalog.All()
+	if c.o.Detect == nil || len(c.o.Uncompiled) == 0 {
+		return all
+	}
+	k := 0
+	for k < len(all) && all[k].Source != profiles.SourceBuiltin {
+		k++
+	}
+	cluster := append([]*profiles.Profile(nil), all[:k]...)
+	for _, n := range c.o.Uncompiled {
+		if p, ok := c.o.Detect.Get(n); ok {
+			cluster = append(cluster, p)
+		}
+	}
+	sort.SliceStable(cluster, func(i, j int) bool { return cluster[i].Name < cluster[j].Name })
+	return append(cluster, all[k:]...)
 }
 
 // goDur is a duration literal CEL accepts (CEL duration literals are validated: Go's "1m0s" is fine).

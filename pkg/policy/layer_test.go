@@ -52,16 +52,19 @@ func TestLayerLeavesOutWhatCannotCompile(t *testing.T) {
 	}
 }
 
-// A pod whose container would get a ShutdownProfile the compiler left out (the webhook would apply it) is
-// admitted unchanged with the fallback warning, through whichever mutating policy matches it, instead of
-// getting another profile, and the annotation is no bad one (strict mode does not deny it); without
-// Options.Uncompiled the same pods are injected with the default and an "unknown profile" warning, so the test
-// can fail. A pod whose profile is detected is injected with it, as by the webhook.
+// A pod whose container would get a ShutdownProfile the compiler left out (the webhook would apply it: named
+// by an annotation, the namespace default, or detected by its match rule) is admitted unchanged with the
+// fallback warning, through whichever mutating policy matches it, instead of getting another profile, and the
+// annotation is no bad one (strict mode does not deny it); without Options.Uncompiled the same pods are
+// injected with another profile (and an "unknown profile" warning where they name it), so the test can fail.
+// A pod whose profile is another one, detected or named, is injected with it, as by the webhook.
 func TestUncompiledProfileFallsBack(t *testing.T) {
-	_, _, problems := policy.Layer([]profiles.Override{
-		{Name: "sub-ms", StopSignal: "SIGTERM", DrainDelay: dur(1500 * time.Microsecond), Source: "ShutdownProfile/sub-ms"},
+	ovs := []profiles.Override{
+		{Name: "sub-ms", StopSignal: "SIGTERM", DrainDelay: dur(1500 * time.Microsecond), Match: &profiles.Match{Images: []string{"slowapp*"}}, Source: "ShutdownProfile/sub-ms"},
 		{Name: "nginx", DrainTimeout: dur(time.Second + time.Nanosecond), Source: "ShutdownProfile/nginx"},
-	})
+	}
+	webhook, _ := profiles.Builtins().Layer(ovs)
+	cat, _, problems := policy.Layer(ovs)
 	uncompiled := policy.UncompiledNames(problems)
 	if len(uncompiled) != 1 || uncompiled[0] != "sub-ms" {
 		t.Fatalf("UncompiledNames %q; want [sub-ms] (an override of a built-in leaves the built-in)", uncompiled)
@@ -75,22 +78,25 @@ func TestUncompiledProfileFallsBack(t *testing.T) {
 	}
 	nsDefault := map[string]string{mutate.AnnotationDefaultProfile: "sub-ms"}
 	cases := []struct {
-		name     string
-		pod      *corev1.Pod
-		ns       *corev1.Namespace
-		fallBack bool
+		name      string
+		pod       *corev1.Pod
+		ns        *corev1.Namespace
+		fallBack  bool
+		annotated bool // names the profile: "unknown" without the list
 	}{
-		{"pod annotation", pod("busybox", map[string]string{mutate.AnnotationProfile: "sub-ms"}), ns(nil), true},
-		{"container annotation", pod("busybox", map[string]string{mutate.AnnotationProfile + ".web": " sub-ms"}), ns(nil), true},
-		{"namespace default, plain pod", pod("busybox", nil), ns(nsDefault), true},
-		{"namespace default, detected profile", pod("nginx:1.27", nil), ns(nsDefault), false},
+		{"pod annotation", pod("busybox", map[string]string{mutate.AnnotationProfile: "sub-ms"}), ns(nil), true, true},
+		{"container annotation", pod("busybox", map[string]string{mutate.AnnotationProfile + ".web": " sub-ms"}), ns(nil), true, true},
+		{"namespace default, plain pod", pod("busybox", nil), ns(nsDefault), true, true},
+		{"namespace default, detected profile", pod("nginx:1.27", nil), ns(nsDefault), false, true},
+		{"detected by its match rule", pod("slowapp:2", nil), ns(nil), true, false},
+		{"detected by its match rule, annotated otherwise", pod("slowapp:2", map[string]string{mutate.AnnotationProfile: "http"}), ns(nil), false, false},
 	}
 	for _, run := range []struct{ withList, strict bool }{{true, false}, {false, false}, {true, true}} {
 		withList := run.withList
-		o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"}
+		o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0", Catalog: cat}
 		o.Policy.Strict = run.strict
 		if withList {
-			o.Uncompiled = uncompiled
+			o.Uncompiled, o.Detect = uncompiled, webhook
 		}
 		ps, err := policy.Compile(o)
 		if err != nil {
@@ -104,7 +110,7 @@ func TestUncompiledProfileFallsBack(t *testing.T) {
 			warned := strings.Contains(warnings, "policy mode cannot handle this pod (a ShutdownProfile policy mode could not compile")
 			// A profile the webhook would apply is no bad annotation (strict mode would deny the pod); without
 			// the list it is reported as unknown.
-			if bad := strings.Contains(warnings, "strict mode") || strings.Contains(warnings, "unknown profile"); bad == withList {
+			if bad := strings.Contains(warnings, "strict mode") || strings.Contains(warnings, "unknown profile"); bad != (!withList && c.annotated) {
 				t.Errorf("Uncompiled set %v, strict %v, %s: reported as a bad annotation %v: %q", withList, run.strict, c.name, bad, warnings)
 			}
 			if fell := !injected && warned; fell != (withList && c.fallBack) {

@@ -122,8 +122,8 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 		blocked = "lists.range(" + n + ").exists(j, " + wrap + ") ? 'a launcher script that does not exec the server (the shim must signal it by name)' : " + blocked
 	}
 	if len(c.o.Uncompiled) > 0 {
-		// A plain pod names no profile: only the namespace default can be one, when detection finds nothing.
-		u := "(variables.prof[j] != '' && size(variables.det[j]) == 0 && variables.nsDef in " + litList(c.o.Uncompiled) + ")"
+		// Detected, or the namespace default (the catalog knows them by name, with placeholder values).
+		u := "(variables.prof[j] in " + litList(c.o.Uncompiled) + ")"
 		rules = append(rules, u)
 		blocked = "lists.range(" + n + ").exists(j, " + u + ") ? " + lit(uncompiledReason) + " : " + blocked
 	}

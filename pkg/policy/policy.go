@@ -11,6 +11,7 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,9 +55,13 @@ type Options struct {
 	FailurePolicy admissionregistrationv1.FailurePolicyType
 	// Uncompiled names the cluster's ShutdownProfiles that Layer left out because this compiler cannot
 	// compile them (UncompiledNames), where the webhook would use them: a pod whose container would get one
-	// (named by an annotation, or the namespace default) is admitted unchanged with a warning, instead of
-	// getting another profile.
+	// (named by an annotation, as the namespace default, or detected by its match rules) is admitted
+	// unchanged with a warning, instead of getting another profile.
 	Uncompiled []string
+	// Detect is the webhook's catalog for the same ShutdownProfiles (profiles.Catalog.Layer, before Layer
+	// leaves any out): detection tries the profiles in its order, the Uncompiled ones with their own match
+	// rules (those the compiler can write). Nil: Catalog's.
+	Detect *profiles.Catalog
 }
 
 // Policies are the compiled objects: two mutating policies (the general one, and one specialised for plain
@@ -107,7 +112,7 @@ func (p *Policies) SetNamespaceSelector(sel *metav1.LabelSelector) {
 // Limitations are the engine behaviours this compiler does not reproduce in CEL, and what happens instead.
 // `lastcall policy render` prints them; docs/install.md repeats them.
 var Limitations = []string{
-	"pods the policy cannot render exactly are admitted unchanged with a warning that names the reason (use the webhook for them): a container that would get a ShutdownProfile the compiler left out (by an annotation or the namespace default; such a profile's match rules cannot detect anything); duration annotations with sub-millisecond precision or over 20 characters; a php-fpm check for a container name over 48 characters; a container with its own lifecycle.stopSignal; launcher scripts that do not exec the server (apache2ctl); drain timeouts from command-line flags (gunicorn --graceful-timeout, sidekiq -t, ...)",
+	"pods the policy cannot render exactly are admitted unchanged with a warning that names the reason (use the webhook for them): a container that would get a ShutdownProfile the compiler left out (by an annotation, the namespace default or its match rules; a match rule the compiler cannot write detects nothing); duration annotations with sub-millisecond precision or over 20 characters; a php-fpm check for a container name over 48 characters; a container with its own lifecycle.stopSignal; launcher scripts that do not exec the server (apache2ctl); drain timeouts from command-line flags (gunicorn --graceful-timeout, sidekiq -t, ...)",
 	"lastcall's init containers already in a pod are left as they are (the webhook updates their image, command and resources to the current policy)",
 	"the warnings \"terminationGracePeriodSeconds raised from 0\" and \"replaced its preStop hook\" are not given: the validating policy sees the pod after the mutation, when the 0 and the user's hook are gone",
 	"bad lastcall annotations on pods or containers lastcall skips are not reported",
@@ -158,7 +163,8 @@ func Compile(o Options) (*Policies, error) {
 		return nil, fmt.Errorf("namespace selection %q: must be %s or %s", o.NamespaceSelection, SelectOptIn, SelectAll)
 	}
 	c := &compiler{o: o, catalog: o.Catalog, limit: int64((o.Policy.MaxGracePeriod.Duration + 999999999) / 1e9)}
-	c.names = strings.Join(o.Catalog.Names(), ", ")
+	// The profiles left out are still known by name, as the webhook knows them (uncompiledLiteral).
+	c.names = strings.Join(sortedUnion(o.Catalog.Names(), o.Uncompiled), ", ")
 	c.defProf = o.Policy.DefaultProfile
 	if _, ok := o.Catalog.Get(c.defProf); !ok {
 		c.defWarn = "lastcall: the cluster default profile " + c.defProf + " does not exist; using http"
@@ -212,6 +218,12 @@ func Layer(overrides []profiles.Override) (catalog *profiles.Catalog, refused ma
 		catalog, _ = profiles.Builtins().Layer(keep)
 	}
 	return catalog, refused, problems
+}
+
+func sortedUnion(a, b []string) []string {
+	out := append(append([]string(nil), a...), b...)
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // UncompiledNames are the names in Layer's problems that are not built-ins, sorted: the profiles a pod can

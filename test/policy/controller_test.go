@@ -166,6 +166,9 @@ func TestPolicyController(t *testing.T) {
 		}
 		_, _, problems := policy.Layer(ovs)
 		o.Uncompiled = policy.UncompiledNames(problems)
+		if len(o.Uncompiled) > 0 {
+			o.Detect, _ = profiles.Builtins().Layer(ovs)
+		}
 		want, err := policy.Compile(o)
 		if err != nil {
 			t.Fatal(err)
@@ -257,7 +260,18 @@ func TestPolicyController(t *testing.T) {
 			t.Errorf("fine-grained: %+v; want False/%s naming drainDelay 1.5ms", c, policyctl.ReasonNotCompilable)
 		}
 		injectedAs(t, "example.com/acme-server:1", "app=acme", 44)
-		injectedAs(t, "example.com/fine-grained:1", "app=http", 32)
+		// A pod it would detect falls back (the webhook would give it fine-grained): unchanged, and why.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, warnings, err := create(pod("example.com/fine-grained:1"), true)
+			if err == nil && got.Annotations[mutate.AnnotationInjected] == "" && len(warnings) == 1 && strings.Contains(warnings[0], "policy mode could not compile") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a pod of example.com/fine-grained:1 after 30s: record %q, warnings %q, err %v; want it unchanged with the fallback warning", got.Annotations[mutate.AnnotationInjected], warnings, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 
 	t.Run("the webhook's condition is left alone", func(t *testing.T) {
