@@ -155,6 +155,19 @@ func TestInjectionSelection(t *testing.T) {
 }
 
 // warnings collects the Warning headers of API responses.
+// warningClient is a clientset whose API server warnings w records.
+func warningClient(t *testing.T, env *framework.Env) (*kubernetes.Clientset, *warnings) {
+	t.Helper()
+	w := &warnings{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WarningHandler = w
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, w
+}
+
 type warnings struct {
 	mu   sync.Mutex
 	msgs []string
@@ -173,13 +186,7 @@ func TestBadAnnotationWarns(t *testing.T) {
 	env := framework.Current(t)
 	ctx := context.Background()
 	ns := env.Namespace(t, optedIn)
-	w := &warnings{}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WarningHandler = w
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs, w := warningClient(t, env)
 	p, err := cs.CoreV1().Pods(ns).Create(ctx, newPod("web", map[string]string{annDrainDelay: "soon"}, nginxContainer("web")), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create: %v", err)

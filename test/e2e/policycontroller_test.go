@@ -17,9 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -185,13 +183,7 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 	// A pod that asks for it falls back, as for every rule policy mode cannot render: the webhook would apply
 	// the profile, so the policy leaves the pod unchanged and says why, instead of giving it another one.
 	// The condition is written once the render is applied; the API server loads it about a second later.
-	w := &warnings{}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WarningHandler = w
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs, w := warningClient(t, env)
 	// A pod the policies leave unchanged reaches the webhook (in a cluster that runs both, the webhook
 	// handles it): each such attempt is one expected webhook call.
 	fallbacks := 0
@@ -243,7 +235,7 @@ func TestPolicyControllerEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = framework.WaitFor(ctx, 2*time.Minute, "the pods of web and worker gone", func(ctx context.Context) (bool, error) {
+	err := framework.WaitFor(ctx, 2*time.Minute, "the pods of web and worker gone", func(ctx context.Context) (bool, error) {
 		l, err := env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, nil
 	})
