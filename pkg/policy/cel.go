@@ -622,6 +622,10 @@ func (c *compiler) shimContainer() corev1.Container {
 	}
 }
 
+// CELValue writes a Go value (through its JSON form) as a CEL literal that passes the API server's checks,
+// as the compiled policies write their constant values.
+func CELValue(v any) (string, error) { return celValue(v, nil) }
+
 // celValue writes a Go value (through its JSON form) as a CEL literal. Map values are wrapped in dyn() so
 // literals with mixed value types pass the server's homogeneous-literal check. Strings equal to a key of
 // subst are replaced by that CEL expression.

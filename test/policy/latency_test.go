@@ -1,9 +1,7 @@
 package policy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -148,51 +146,15 @@ func constantPatch(t *testing.T, pod *corev1.Pod, plainNS string) string {
 	for _, op := range ops {
 		e := "JSONPatch{op: " + strconv.Quote(op.Operation) + ", path: " + strconv.Quote(op.Path)
 		if op.Value != nil {
-			b, err := json.Marshal(op.Value)
+			v, err := policy.CELValue(op.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := json.NewDecoder(bytes.NewReader(b))
-			d.UseNumber()
-			var v any
-			if err := d.Decode(&v); err != nil {
-				t.Fatal(err)
-			}
-			e += ", value: " + celLiteral(v)
+			e += ", value: " + v
 		}
 		out = append(out, e+"}")
 	}
 	return "[" + strings.Join(out, ", ") + "]"
-}
-
-// celLiteral writes a decoded JSON value as a CEL literal; dyn() keeps mixed maps and lists well typed.
-func celLiteral(v any) string {
-	switch v := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var fs []string
-		for _, k := range keys {
-			fs = append(fs, strconv.Quote(k)+": dyn("+celLiteral(v[k])+")")
-		}
-		return "{" + strings.Join(fs, ", ") + "}"
-	case []any:
-		var es []string
-		for _, x := range v {
-			es = append(es, "dyn("+celLiteral(x)+")")
-		}
-		return "[" + strings.Join(es, ", ") + "]"
-	case string:
-		return strconv.Quote(v)
-	case json.Number:
-		return v.String()
-	case bool:
-		return strconv.FormatBool(v)
-	}
-	return "null"
 }
 
 // dropWarnings deletes the warning policies' bindings of a set and waits until the API server no longer
