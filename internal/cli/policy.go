@@ -91,15 +91,16 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		}
 		src = profileSource{items: items, where: func(n string) string { return where[n] }}
 	}
-	catalog, detect, uncompiled, left := renderCatalog(src)
+	layered, left := renderCatalog(src)
 	for _, l := range left {
 		fmt.Fprintf(stderr, "lastcall: error: %s\n", l)
 	}
 	o := policy.Options{
-		Name: name, Policy: pol, Catalog: catalog, Version: version.Version, Uncompiled: uncompiled, Detect: detect,
+		Name: name, Policy: pol, Version: version.Version,
 		// Policy mode needs 1.36, so the capabilities are those of a 1.36 server unless the policy says otherwise.
 		Capabilities: mutate.ResolveCapabilities(pol.Capabilities, policy.MinKubernetesMinor),
 	}
+	layered.Apply(&o)
 	switch selector {
 	case SelectorOptIn:
 		o.NamespaceSelection = policy.SelectOptIn
@@ -136,7 +137,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	} else if _, err := stdout.Write(data); err != nil {
 		return badInput(stderr, fmt.Errorf("write: %w", err))
 	}
-	fmt.Fprintf(stderr, "lastcall: rendered %d profiles into policies for Kubernetes >= 1.%d; not reproduced from the webhook:\n", len(catalog.Names()), policy.MinKubernetesMinor)
+	fmt.Fprintf(stderr, "lastcall: rendered %d profiles into policies for Kubernetes >= 1.%d; not reproduced from the webhook:\n", len(layered.Catalog.Names()), policy.MinKubernetesMinor)
 	for _, l := range policy.Limitations {
 		fmt.Fprintf(stderr, "  - %s\n", l)
 	}
@@ -191,7 +192,7 @@ func clusterSource(ctx context.Context, get kubectlGetter, stderr io.Writer) (pr
 // out each one the catalog refuses or policy mode cannot compile (policy.ProfileProblems), so one bad profile
 // never takes the others down. It returns one message per profile left out, sorted by name, that names the
 // field, the value, and what happens instead.
-func renderCatalog(src profileSource) (catalog, detect *profiles.Catalog, uncompiled, left []string) {
+func renderCatalog(src profileSource) (layered policy.Layered, left []string) {
 	reasons := map[string]string{}
 	for n, err := range src.undecodable {
 		reasons[n] = oneLine(err.Error())
@@ -201,9 +202,8 @@ func renderCatalog(src profileSource) (catalog, detect *profiles.Catalog, uncomp
 	for i := range src.items {
 		ovs = append(ovs, src.items[i].Override())
 	}
-	catalog, refused, problems := policy.Layer(ovs)
-	// The webhook's catalog of the same profiles: the detection order the left-out ones keep.
-	detect, _ = profiles.Builtins().Layer(ovs)
+	layered = policy.Layer(ovs)
+	refused, problems := layered.Refused, layered.Problems
 	for n, err := range refused {
 		reasons[n] = oneLine(err.Error())
 	}
@@ -220,7 +220,7 @@ func renderCatalog(src profileSource) (catalog, detect *profiles.Catalog, uncomp
 		}
 		left = append(left, fmt.Sprintf("ShutdownProfile/%s (%s): %s: %s", n, src.where(n), reasons[n], what))
 	}
-	return catalog, detect, policy.UncompiledNames(problems), left
+	return layered, left
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

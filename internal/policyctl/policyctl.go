@@ -193,7 +193,7 @@ var renderKey = reconcile.Request{NamespacedName: client.ObjectKey{Name: "render
 // deletion; the status it writes itself is not a change), and when one of its objects is changed or deleted
 // by someone else. There is no periodic resync: nothing else changes the result.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if _, err := policy.Compile(r.options(profiles.Builtins(), nil, nil)); err != nil {
+	if _, err := policy.Compile(r.options(policy.Layer(nil))); err != nil {
 		// The policy file itself does not compile: no ShutdownProfile can fix that.
 		return fmt.Errorf("the policy does not compile with the built-in profiles: %w", err)
 	}
@@ -216,9 +216,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-func (r *Reconciler) options(cat, detect *profiles.Catalog, uncompiled []string) policy.Options {
+func (r *Reconciler) options(l policy.Layered) policy.Options {
 	o := r.Options
-	o.Catalog, o.Detect, o.Uncompiled = cat, detect, uncompiled
+	l.Apply(&o)
 	return o
 }
 
@@ -322,7 +322,8 @@ func (r *Reconciler) compile(items []v1alpha1.ShutdownProfile) (*policy.Policies
 	for i := range items {
 		ovs = append(ovs, items[i].Override())
 	}
-	cat, refused, problems := policy.Layer(ovs)
+	l := policy.Layer(ovs)
+	refused, problems := l.Refused, l.Problems
 	verdicts := make(map[string]verdict, len(items))
 	builtins := profiles.Builtins()
 	for i := range items {
@@ -345,9 +346,7 @@ func (r *Reconciler) compile(items []v1alpha1.ShutdownProfile) (*policy.Policies
 			verdicts[n] = verdict{metav1.ConditionTrue, ReasonCompiled, "in the applied admission policy"}
 		}
 	}
-	// The webhook's catalog of the same profiles: the detection order the left-out ones keep.
-	detect, _ := profiles.Builtins().Layer(ovs)
-	ps, err := policy.Compile(r.options(cat, detect, policy.UncompiledNames(problems)))
+	ps, err := policy.Compile(r.options(l))
 	if err != nil {
 		// policy.Layer left out what ProfileProblems knows; what is left is a compiler bug or a setting.
 		return nil, nil, fmt.Errorf("compile the policy: %w", err)

@@ -28,7 +28,8 @@ func TestLayerLeavesOutWhatCannotCompile(t *testing.T) {
 	if _, err := policy.Compile(policy.Options{Policy: mutate.DefaultPolicy(), Catalog: plain}); err == nil {
 		t.Fatal("the plain layering compiles: the test proves nothing")
 	}
-	cat, refused, problems := policy.Layer(ovs)
+	l := policy.Layer(ovs)
+	cat, refused, problems := l.Catalog, l.Refused, l.Problems
 	if len(refused) != 1 || refused["no-signal"] == nil {
 		t.Errorf("refused %v; want no-signal only", refused)
 	}
@@ -63,9 +64,8 @@ func TestUncompiledProfileFallsBack(t *testing.T) {
 		{Name: "sub-ms", StopSignal: "SIGTERM", DrainDelay: dur(1500 * time.Microsecond), Match: &profiles.Match{Images: []string{"slowapp*"}}, Source: "ShutdownProfile/sub-ms"},
 		{Name: "nginx", DrainTimeout: dur(time.Second + time.Nanosecond), Source: "ShutdownProfile/nginx"},
 	}
-	webhook, _ := profiles.Builtins().Layer(ovs)
-	cat, _, problems := policy.Layer(ovs)
-	uncompiled := policy.UncompiledNames(problems)
+	layered := policy.Layer(ovs)
+	uncompiled := policy.UncompiledNames(layered.Problems)
 	if len(uncompiled) != 1 || uncompiled[0] != "sub-ms" {
 		t.Fatalf("UncompiledNames %q; want [sub-ms] (an override of a built-in leaves the built-in)", uncompiled)
 	}
@@ -93,10 +93,11 @@ func TestUncompiledProfileFallsBack(t *testing.T) {
 	}
 	for _, run := range []struct{ withList, strict bool }{{true, false}, {false, false}, {true, true}} {
 		withList := run.withList
-		o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0", Catalog: cat}
+		o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"}
 		o.Policy.Strict = run.strict
-		if withList {
-			o.Uncompiled, o.Detect = uncompiled, webhook
+		layered.Apply(&o)
+		if !withList {
+			o.Uncompiled = nil
 		}
 		ps, err := policy.Compile(o)
 		if err != nil {

@@ -194,30 +194,47 @@ func Compile(o Options) (*Policies, error) {
 	return c.objects(patch, plainVars, plainPatch), nil
 }
 
+// Layered is what Layer makes of a cluster's ShutdownProfiles.
+type Layered struct {
+	// Catalog is what this compiler can compile: the webhook's layering less the profiles in Problems (a
+	// dropped override of a built-in leaves the built-in, as in the webhook).
+	Catalog *profiles.Catalog
+	// Webhook is the webhook's catalog of the same profiles (Options.Detect).
+	Webhook *profiles.Catalog
+	// Refused (by the layering, as the webhook refuses them) and Problems (policy mode only) say why a
+	// profile was left out, keyed by name.
+	Refused  map[string]error
+	Problems map[string][]string
+}
+
+// Apply sets o's catalog from l: the compilable profiles, and the ones left out for pods to fall back on.
+func (l Layered) Apply(o *Options) {
+	o.Catalog, o.Detect, o.Uncompiled = l.Catalog, l.Webhook, UncompiledNames(l.Problems)
+}
+
 // Layer layers ShutdownProfile overrides over the built-ins as the webhook does (profiles.Catalog.Layer) and
 // also leaves out each one this compiler cannot compile (ProfileProblems), so one bad profile never keeps the
-// others out of the policy; a dropped override of a built-in leaves the built-in, as in the webhook. refused
-// (by the layering, as the webhook refuses them) and problems (policy mode only) say why, keyed by name.
-func Layer(overrides []profiles.Override) (catalog *profiles.Catalog, refused map[string]error, problems map[string][]string) {
-	catalog, refused = profiles.Builtins().Layer(overrides)
-	problems = map[string][]string{}
+// others out of the policy.
+func Layer(overrides []profiles.Override) Layered {
+	webhook, refused := profiles.Builtins().Layer(overrides)
+	l := Layered{Catalog: webhook, Webhook: webhook, Refused: refused, Problems: map[string][]string{}}
 	keep := make([]profiles.Override, 0, len(overrides))
 	for _, o := range overrides {
 		if _, bad := refused[o.Name]; bad {
 			continue
 		}
-		if p, ok := catalog.Get(o.Name); ok {
+		if p, ok := webhook.Get(o.Name); ok {
 			if probs := ProfileProblems(p); len(probs) > 0 {
-				problems[o.Name] = probs
+				l.Problems[o.Name] = probs
 				continue
 			}
 		}
 		keep = append(keep, o)
 	}
-	if len(problems) > 0 {
-		catalog, _ = profiles.Builtins().Layer(keep)
+	if len(l.Problems) > 0 {
+		l.Catalog, _ = profiles.Builtins().Layer(keep)
 	}
-	return catalog, refused, problems
+	return l
 }
 
 func sortedUnion(a, b []string) []string {

@@ -164,11 +164,9 @@ func TestPolicyController(t *testing.T) {
 		for i := range all.Items {
 			ovs = append(ovs, all.Items[i].Override())
 		}
-		_, _, problems := policy.Layer(ovs)
-		o.Uncompiled = policy.UncompiledNames(problems)
-		if len(o.Uncompiled) > 0 {
-			o.Detect, _ = profiles.Builtins().Layer(ovs)
-		}
+		cat := o.Catalog
+		policy.Layer(ovs).Apply(&o)
+		o.Catalog = cat
 		want, err := policy.Compile(o)
 		if err != nil {
 			t.Fatal(err)
