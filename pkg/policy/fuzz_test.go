@@ -61,6 +61,8 @@ func FuzzPolicyMatchesEngine(f *testing.F) {
 		if err := json.Unmarshal(raw, &pod); err != nil || !admissible(&pod) || !quotable(nsDefault) {
 			return
 		}
+		// Admission always sees a v1 Pod (the API server decoded it as one), whatever kind the input names.
+		pod.APIVersion, pod.Kind = "v1", "Pod"
 		pod.Namespace = "fuzz"
 		ns := mutate.Namespace{Name: "fuzz", Labels: map[string]string{mutate.LabelInject: "enabled"}}
 		if nsDefault != "" {
