@@ -66,6 +66,12 @@ type Result struct {
 	Class  string    `json:"class,omitempty"`  // the request's class in an open-loop mix ("short", "slow")
 }
 
+// Duration is how long the request took, from dialling or sending to its end.
+func (r Result) Duration() time.Duration { return r.End.Sub(r.Start) }
+
+// Succeeded tells whether the request ended OK.
+func (r Result) Succeeded() bool { return r.Kind == OK }
+
 // Report holds every request of a run, ordered by start time.
 type Report struct {
 	Results []Result

@@ -415,11 +415,17 @@ func (r *IngressResult) Failures() []loadgen.Result {
 }
 
 // Latency returns the p-th percentile (0..100, nearest rank) of the successful requests' durations.
-func (r *IngressResult) Latency(p float64) time.Duration {
+func (r *IngressResult) Latency(p float64) time.Duration { return okLatency(r.Records, p) }
+
+// okLatency is the p-th percentile of the successful requests' durations, for either kind of record.
+func okLatency[R interface {
+	Duration() time.Duration
+	Succeeded() bool
+}](recs []R, p float64) time.Duration {
 	var ds []time.Duration
-	for _, rec := range r.Records {
-		if rec.Kind == loadgen.OK {
-			ds = append(ds, rec.End.Sub(rec.Start))
+	for _, rec := range recs {
+		if rec.Succeeded() {
+			ds = append(ds, rec.Duration())
 		}
 	}
 	return percentile(ds, p)

@@ -189,15 +189,7 @@ func (r *RolloutResult) ByKind() map[loadgen.Kind]int {
 }
 
 // Latency returns the p-th percentile (0..100, nearest rank) of the successful requests' durations.
-func (r *RolloutResult) Latency(p float64) time.Duration {
-	var ds []time.Duration
-	for _, rec := range r.Records {
-		if rec.Kind == loadgen.OK {
-			ds = append(ds, rec.End.Sub(rec.Start))
-		}
-	}
-	return percentile(ds, p)
-}
+func (r *RolloutResult) Latency(p float64) time.Duration { return okLatency(r.Records, p) }
 
 // FailureKinds are the columns of the table, in order.
 var FailureKinds = []loadgen.Kind{loadgen.ConnectRefused, loadgen.Reset, loadgen.EOF, loadgen.Status5xx, loadgen.Timeout, loadgen.Status4xx, loadgen.Other}
