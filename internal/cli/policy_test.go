@@ -17,7 +17,7 @@ const (
 	spMyapp    = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"myapp","uid":"u1","generation":3,"resourceVersion":"9"},"spec":{"stopSignal":"SIGTERM","drainDelay":"7s","match":{"images":["myapp*"]}},"status":{"observedGeneration":3,"conditions":[{"type":"Accepted","status":"True","reason":"Valid","message":"ok","lastTransitionTime":"2026-12-01T00:00:00Z"}]}}`
 	spSubMilli = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"nginx"},"spec":{"drainDelay":"1500us"}}`
 	spNoSignal = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"nosignal"},"spec":{"drainDelay":"3s"}}`
-	spBadRange = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"badrange"},"spec":{"stopSignal":"SIGTERM","match":{"commands":["[z-a]"]}}}`
+	spSlowStop = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"slowstop"},"spec":{"stopSignal":"SIGTERM","drainTimeout":"2000500us","match":{"commands":["slowstop"]}}}`
 	spFuture   = `{"apiVersion":"lastcall.dev/v1alpha1","kind":"ShutdownProfile","metadata":{"name":"future"},"spec":{"stopSignal":"SIGTERM","drainJitter":"1s"}}`
 	k8sVersion = `{"clientVersion":{"gitVersion":"v1.37.2"},"serverVersion":{"gitVersion":"v1.37.2"}}`
 )
@@ -77,25 +77,26 @@ func TestPolicyRenderLeavesOutBadProfiles(t *testing.T) {
 		"lastcall: error: ShutdownProfile/nginx (%s): drainDelay 1.5ms: policy mode renders durations with millisecond precision: left out of the rendering (the built-in nginx is rendered as built in)",
 		// The catalog refuses it, as the webhook does.
 		"lastcall: error: ShutdownProfile/nosignal (%s): stopSignal: required for a profile that does not override a built-in: left out of the rendering",
-		`lastcall: error: ShutdownProfile/badrange (%s): match.commands[0] "[z-a]": `,
+		// A new profile pkg/policy cannot compile: pods it would get fall back.
+		"lastcall: error: ShutdownProfile/slowstop (%s): drainTimeout 2.0005s: policy mode renders durations with millisecond precision",
 	}
 	check := func(t *testing.T, out, errOut string, code int, where func(string) string, n int) {
 		t.Helper()
 		if code != ExitFindings {
 			t.Fatalf("exit %d, want %d: %s", code, ExitFindings, errOut)
 		}
-		// Only the fallback for badrange differs (nginx overrides a built-in, which stays; nosignal is refused
+		// Only the fallback for slowstop differs (nginx overrides a built-in, which stays; nosignal is refused
 		// as the webhook refuses it): every differing string names it.
 		diffs, err := stringDiffs(good, out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(diffs) == 0 {
-			t.Error("the rendering equals the good profiles': pods naming badrange would not fall back")
+			t.Error("the rendering equals the good profiles': pods naming slowstop would not fall back")
 		}
 		for _, d := range diffs {
-			if !strings.Contains(d, "badrange") {
-				t.Errorf("the rendering differs from the good profiles' where badrange is not named: %.300s", d)
+			if !strings.Contains(d, "slowstop") {
+				t.Errorf("the rendering differs from the good profiles' where slowstop is not named: %.300s", d)
 			}
 		}
 		for _, w := range want {
@@ -112,7 +113,7 @@ func TestPolicyRenderLeavesOutBadProfiles(t *testing.T) {
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
 		kubectl := fakeKubectl(t, map[string]string{
-			"get shutdownprofiles.lastcall.dev -o json": spList(spFuture, spBadRange, spMyapp, spSubMilli, spNoSignal),
+			"get shutdownprofiles.lastcall.dev -o json": spList(spFuture, spSlowStop, spMyapp, spSubMilli, spNoSignal),
 			"version -o json": k8sVersion,
 		})
 		out, errOut, code := run(t, "", "policy", "render", "--from-cluster", "--kubectl", kubectl)
@@ -124,14 +125,14 @@ func TestPolicyRenderLeavesOutBadProfiles(t *testing.T) {
 	})
 	t.Run("files", func(t *testing.T) {
 		t.Parallel()
-		dir := profileFiles(t, spBadRange, spMyapp, spSubMilli, spNoSignal)
+		dir := profileFiles(t, spSlowStop, spMyapp, spSubMilli, spNoSignal)
 		out := filepath.Join(t.TempDir(), "policy.yaml")
 		stdout, errOut, code := run(t, "", "policy", "render", "--profiles", dir, "-o", out)
 		data, err := os.ReadFile(out)
 		if err != nil || stdout != "" {
 			t.Fatalf("-o: %v, stdout %q", err, stdout)
 		}
-		docs := map[string]string{"badrange": "a.yaml", "nginx": "c.yaml", "nosignal": "d.yaml"}
+		docs := map[string]string{"slowstop": "a.yaml", "nginx": "c.yaml", "nosignal": "d.yaml"}
 		check(t, string(data), errOut, code, func(n string) string { return filepath.Join(dir, docs[n]) + " document 1" }, 3)
 	})
 }

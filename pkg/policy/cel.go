@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -418,7 +419,7 @@ func (c *compiler) detectList(imgName, imgTag, prog string) string {
 		return fmt.Sprintf("%04d", n) + "\x00" + name + "\x00" + kind + "\x00" + strconv.Quote(pat)
 	}
 	add := func(subject, name, kind, pat string) {
-		if !strings.ContainsAny(pat, `*?[\`) {
+		if !strings.ContainsAny(pat, `*?[\`) && utf8.ValidString(pat) {
 			e := entry(name, kind, pat)
 			if _, dup := exact[subject][pat]; !dup { // an earlier pattern wins anyway
 				exact[subject][pat] = e
@@ -427,7 +428,9 @@ func (c *compiler) detectList(imgName, imgTag, prog string) string {
 		}
 		cond, err := globExpr(subject, pat)
 		if err != nil && slices.Contains(c.o.Uncompiled, name) {
-			return // a rule of a profile left out (perhaps for this very pattern) that cannot be written detects nothing
+			// A rule of a profile left out for this very pattern detects nothing: the only patterns that
+			// cannot be written are not UTF-8, and they match nothing the API server stores either.
+			return
 		}
 		e := entry(name, kind, pat)
 		if err != nil {

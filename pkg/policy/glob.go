@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // lit is a CEL string literal for a Go string. Go's quoting is a subset of CEL's escapes.
@@ -20,6 +21,11 @@ func quoteExpr(e string) string {
 // globExpr is CEL that is true when subject (a CEL string expression) matches the path.Match pattern. Plain
 // names and prefix patterns compile to == and startsWith, which cost less than a regular expression.
 func globExpr(subject, pattern string) (string, error) {
+	if !utf8.ValidString(pattern) {
+		// path.Match compares such bytes as bytes; CEL strings are Unicode, and so is every string the API
+		// server stores (it could never match there either). Refused rather than read as other runes.
+		return "", fmt.Errorf("pattern %q: not valid UTF-8", pattern)
+	}
 	meta := strings.IndexAny(pattern, `*?[\`)
 	switch {
 	case meta < 0:
@@ -69,43 +75,66 @@ func globRegexp(pattern string) (string, error) {
 	return b.String(), nil
 }
 
-// globClass translates a character class starting after '[' and returns the index of the closing ']'.
+// globClass translates a character class starting after '[' and returns the index of the closing ']'. It
+// reads the class as path.Match does: runes, each possibly escaped by a backslash, and lo-hi ranges; a
+// negated class matches any rune outside it, '/' included (unlike '?' and '*'); a reversed range (z-a)
+// holds no rune, so it is left out rather than handed to RE2, which refuses it. Every rune is written as
+// \x{...}, which RE2 reads literally inside a class whatever the rune.
 func globClass(p string, i int) (int, string, error) {
-	var b strings.Builder
-	b.WriteString("[")
-	if i < len(p) && p[i] == '^' {
-		b.WriteString("^/")
+	negated := i < len(p) && p[i] == '^'
+	if negated {
 		i++
 	}
-	first := true
-	for ; i < len(p); i++ {
-		ch := p[i]
-		switch {
-		case ch == ']' && !first:
-			b.WriteString("]")
-			return i, b.String(), nil
-		case ch == '\\':
-			if i+1 >= len(p) {
-				return 0, "", fmt.Errorf("pattern %q: trailing backslash", p)
-			}
-			i++
-			b.WriteString(classChar(p[i]))
-		case ch == '-' && !first && i+1 < len(p) && p[i+1] != ']':
-			b.WriteString("-")
-		default:
-			b.WriteString(classChar(ch))
+	var ranges strings.Builder
+	for n := 0; ; n++ {
+		if i >= len(p) {
+			return 0, "", fmt.Errorf("pattern %q: unterminated character class", p)
 		}
-		first = false
+		if p[i] == ']' && n > 0 {
+			break
+		}
+		lo, next, err := classRune(p, i)
+		if err != nil {
+			return 0, "", err
+		}
+		hi := lo
+		if next < len(p) && p[next] == '-' {
+			if hi, next, err = classRune(p, next+1); err != nil {
+				return 0, "", err
+			}
+		}
+		i = next
+		if lo <= hi {
+			fmt.Fprintf(&ranges, `\x{%x}`, lo)
+			if hi != lo {
+				fmt.Fprintf(&ranges, `-\x{%x}`, hi)
+			}
+		}
 	}
-	return 0, "", fmt.Errorf("pattern %q: unterminated character class", p)
+	switch {
+	case ranges.Len() > 0 && negated:
+		return i, "[^" + ranges.String() + "]", nil
+	case ranges.Len() > 0:
+		return i, "[" + ranges.String() + "]", nil
+	case negated: // nothing excluded: any rune
+		return i, `[\x{0}-\x{10ffff}]`, nil
+	default: // nothing included: no rune
+		return i, `[^\x{0}-\x{10ffff}]`, nil
+	}
 }
 
-// classChar is one byte of a character class as RE2 reads it literally: letters and digits as they are (in
-// RE2 a backslash before them means something else, \x a hex escape, \d a class), UTF-8 bytes as they are,
-// everything else escaped.
-func classChar(ch byte) string {
-	if (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch >= 0x80 {
-		return string([]byte{ch})
+// classRune reads one rune of a character class at p[i], a backslash escaping the next, as path.Match's
+// getEsc does, and returns the index after it. '-' and ']' unescaped cannot start a range end.
+func classRune(p string, i int) (rune, int, error) {
+	if i >= len(p) || p[i] == '-' || p[i] == ']' {
+		return 0, 0, fmt.Errorf("pattern %q: bad character class", p)
 	}
-	return `\` + string([]byte{ch})
+	if p[i] == '\\' {
+		i++
+		if i >= len(p) {
+			return 0, 0, fmt.Errorf("pattern %q: trailing backslash", p)
+		}
+	}
+	r, n := utf8.DecodeRuneInString(p[i:])
+	return r, i + n, nil
 }

@@ -27,10 +27,13 @@ func TestProfileProblemsAgreeWithCompile(t *testing.T) {
 		{"fine", profiles.Override{StopSignal: "SIGTERM", DrainDelay: dur(1500 * time.Millisecond), Match: &profiles.Match{Images: []string{"example.com/app*", "[a-c]pp"}}}, nil},
 		{"sub-ms-delay", profiles.Override{StopSignal: "SIGTERM", DrainDelay: dur(1500 * time.Microsecond)}, []string{"drainDelay 1.5ms"}},
 		{"sub-ms-timeout", profiles.Override{StopSignal: "SIGTERM", DrainTimeout: dur(2*time.Second + time.Nanosecond)}, []string{"drainTimeout 2.000000001s"}},
-		// path.Match accepts a reversed range (it matches nothing); RE2 refuses it.
-		{"image-range", profiles.Override{StopSignal: "SIGTERM", Match: &profiles.Match{Images: []string{"ok", "[z-a]pp"}}}, []string{`match.images[1] "[z-a]pp"`}},
-		{"command-range", profiles.Override{StopSignal: "SIGTERM", Match: &profiles.Match{Commands: []string{"[z-a]"}}}, []string{`match.commands[0] "[z-a]"`}},
-		{"two", profiles.Override{StopSignal: "SIGTERM", DrainDelay: dur(time.Microsecond), Match: &profiles.Match{Commands: []string{"[9-0]"}}}, []string{"drainDelay 1µs", `match.commands[0] "[9-0]"`}},
+		// path.Match accepts a reversed range (it holds no rune): the translation leaves it out of the class.
+		{"image-range", profiles.Override{StopSignal: "SIGTERM", Match: &profiles.Match{Images: []string{"ok", "[z-a]pp", "[^z-a]pp"}}}, nil},
+		// A byte that is not UTF-8, outside a class: path.Match compares it as a byte, RE2 refuses the pattern
+		// (not a pattern the API server can store: it keeps strings UTF-8).
+		{"image-bytes", profiles.Override{StopSignal: "SIGTERM", Match: &profiles.Match{Images: []string{"ok", "app\xff"}}}, []string{`match.images[1] "app\xff"`}},
+		{"command-bytes", profiles.Override{StopSignal: "SIGTERM", Match: &profiles.Match{Commands: []string{"\xfe"}}}, []string{`match.commands[0] "\xfe"`}},
+		{"two", profiles.Override{StopSignal: "SIGTERM", DrainDelay: dur(time.Microsecond), Match: &profiles.Match{Commands: []string{"x\xfe"}}}, []string{"drainDelay 1µs", `match.commands[0] "x\xfe"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.ov.Name, tc.ov.Source = tc.name, "ShutdownProfile/"+tc.name
