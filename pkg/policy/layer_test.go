@@ -120,3 +120,41 @@ func TestUncompiledProfileFallsBack(t *testing.T) {
 		}
 	}
 }
+
+// A ShutdownProfile whose patterns hold reversed ranges (path.Match takes them: such a range holds no rune)
+// is compiled, not left out, and detects exactly what the webhook detects.
+func TestReversedRangeProfileMatchesEngine(t *testing.T) {
+	ovs := []profiles.Override{{Name: "shop", StopSignal: "SIGQUIT", Source: "ShutdownProfile/shop",
+		Match: &profiles.Match{Images: []string{"shop[z-a]app", "shop[^z-a]app"}, Commands: []string{"[^9-0]worker"}}}}
+	layered := policy.Layer(ovs)
+	if len(layered.Problems) != 0 {
+		t.Fatalf("problems %v: the profile must compile", layered.Problems)
+	}
+	o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"}
+	layered.Apply(&o)
+	ps, err := policy.Compile(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEvaluator(t, ps)
+	eng := mutate.New(mutate.Options{Policy: o.Policy, Capabilities: o.Capabilities, Version: o.Version})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{mutate.LabelInject: "enabled"}}}
+	for _, c := range []struct {
+		image   string
+		command []string
+		want    string // the profile both must pick
+	}{
+		{"registry.example.com/team/shop-app:1", nil, "shop"},
+		{"shop/app:1", nil, "http"},
+		{"busybox", []string{"/bin/xworker"}, "shop"},
+		{"busybox", []string{"worker"}, "http"},
+	} {
+		pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: c.image, Command: c.command}}}}
+		got := e.mutate(t, e.mutate(t, pod, ns), ns).Annotations[mutate.AnnotationInjected]
+		res := eng.Mutate(pod, mutate.Namespace{Name: ns.Name, Labels: ns.Labels}, layered.Webhook)
+		if want := res.Pod.Annotations[mutate.AnnotationInjected]; got != want || want != "web="+c.want {
+			t.Errorf("%s %q: policy %q, engine %q; want web=%s", c.image, c.command, got, want, c.want)
+		}
+	}
+}
