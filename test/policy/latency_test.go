@@ -54,6 +54,11 @@ func TestCreateLatency(t *testing.T) {
 		return *p.Spec.TerminationGracePeriodSeconds
 	}
 	injected := func(p *corev1.Pod) bool { return p.Annotations[mutate.AnnotationInjected] != "" }
+	// The pod as the lastcall policies store it (dry run): the injected-pod and constant references start from it.
+	stored, _, err := create(pod("probe-latency", 0), true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	modes := []struct {
 		name, ns string
 		// applied tells whether the pod as stored shows this mode's admission, and only it.
@@ -64,7 +69,7 @@ func TestCreateLatency(t *testing.T) {
 		{"no admission", "lat-none", func(p *corev1.Pod) bool { return !injected(p) && len(p.Annotations) == 0 && grace(p) == 30 }, nil},
 		// The pod lastcall would store, created as it is with no admission (what lastcall inject gives a GitOps
 		// repository): what storing the larger pod costs, without any admission.
-		{"injected pod, no admission", "lat-pre", injected, preInjected(t, pod("probe-latency", 0))},
+		{"injected pod, no admission", "lat-pre", injected, preInjected(stored)},
 		{"policy, no change", "lat-noop", func(p *corev1.Pod) bool { return !injected(p) && len(p.Annotations) == 0 && grace(p) == 30 }, nil},
 		{"policy, one field", "lat-one", func(p *corev1.Pod) bool { return !injected(p) && grace(p) == 41 }, nil},
 		{"minimal policy", "lat-floor", func(p *corev1.Pod) bool {
@@ -87,7 +92,7 @@ func TestCreateLatency(t *testing.T) {
 		"[JSONPatch{op: 'add', path: '/spec/terminationGracePeriodSeconds', value: 40}]", func(p *corev1.Pod) bool { return grace(p) == 40 })
 	// lastcall's change to this pod written out as constant operations, nothing computed: the cost of the
 	// change itself (a larger patch, a larger pod to decode), which the webhook's patch costs the API server too.
-	referencePolicy(t, "lat-const", constantPatch(t, pod("probe-latency", 0), "lat-none"), injected)
+	referencePolicy(t, "lat-const", constantPatch(t, pod("lat-none", 0), stored), injected)
 	namespace(t, "lat-webhook", map[string]string{webhookLabel: "yes", mutate.LabelInject: "enabled"}, nil)
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	ctx := context.Background()
@@ -139,14 +144,10 @@ func TestCreateLatency(t *testing.T) {
 		pre, ratio("lastcall policies")/pre, ratio("lastcall mutating policies only")/pre, ratio("lastcall's change as constants")/pre, ratio("lastcall webhook")/pre)
 }
 
-// preInjected returns pods that are pod as the lastcall policies store it (dry run), without what the API
-// server sets on a created object, for creating with no admission.
-func preInjected(t *testing.T, pod *corev1.Pod) func(ns string, i int) *corev1.Pod {
-	t.Helper()
-	got, _, err := create(pod.DeepCopy(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
+// preInjected returns pods that are stored (a pod as admission stored it) without what the API server sets
+// on a created object, for creating with no admission.
+func preInjected(stored *corev1.Pod) func(ns string, i int) *corev1.Pod {
+	got := stored.DeepCopy()
 	got.ObjectMeta = metav1.ObjectMeta{Labels: got.Labels, Annotations: got.Annotations}
 	got.Status = corev1.PodStatus{}
 	return func(ns string, i int) *corev1.Pod {
@@ -156,17 +157,13 @@ func preInjected(t *testing.T, pod *corev1.Pod) func(ns string, i int) *corev1.P
 	}
 }
 
-// constantPatch is a JSON Patch expression that writes, as constants, what the lastcall policies change on
-// pod (the webhook's diff, pkg/patch, of the pod as admission sees it, defaulted, and as they store it).
-func constantPatch(t *testing.T, pod *corev1.Pod, plainNS string) string {
+// constantPatch is a JSON Patch expression that writes, as constants, what the lastcall policies changed on
+// plain (a pod in a namespace no admission serves) to store got (the webhook's diff, pkg/patch, of the pod as
+// admission sees it, defaulted, and as they store it).
+func constantPatch(t *testing.T, plain, got *corev1.Pod) string {
 	t.Helper()
-	got, _, err := create(pod.DeepCopy(), true)
+	orig, _, err := create(plain, true)
 	if err != nil {
-		t.Fatal(err)
-	}
-	orig := pod.DeepCopy()
-	orig.Namespace = plainNS
-	if orig, _, err = create(orig, true); err != nil {
 		t.Fatal(err)
 	}
 	ops, err := patch.Pod(orig, got)
