@@ -44,6 +44,7 @@ type evaluator struct {
 }
 
 type compiled struct {
+	name        string
 	comp        *plugincel.CompositedCompiler
 	conditions  plugincel.ConditionEvaluator
 	patcher     patch.Patcher
@@ -96,6 +97,7 @@ func newEvaluator(tb testing.TB, ps *policy.Policies) *evaluator {
 			tb.Fatal(errs)
 		}
 		m.patcher = patch.NewJSONPatcher(ev)
+		m.name = p.Name
 		e.mutating = append(e.mutating, m)
 	}
 	for _, p := range ps.Validating {
@@ -109,6 +111,7 @@ func newEvaluator(tb testing.TB, ps *policy.Policies) *evaluator {
 		v.messages = v.comp.CompileCondition(msgs, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions)
 		mustCompile(tb, v.validations)
 		mustCompile(tb, v.messages)
+		v.name = p.Name
 		e.validating = append(e.validating, v)
 	}
 	return e
@@ -136,6 +139,17 @@ func (c *compiled) matches(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace)
 		}
 	}
 	return true
+}
+
+// mutatingFor names the mutating policies whose conditions match pod.
+func (e *evaluator) mutatingFor(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) []string {
+	var out []string
+	for _, m := range e.mutating {
+		if m.matches(tb, pod, ns) {
+			out = append(out, m.name)
+		}
+	}
+	return out
 }
 
 // mutate runs every mutating policy whose conditions match, in order, as one pass of the admission chain.
@@ -194,34 +208,49 @@ func benchPod() (*corev1.Pod, *corev1.Namespace) {
 }
 
 // BenchmarkPolicyAdmission is the CPU one pod CREATE costs in the API server's policy plugins: the
-// mutation (CEL, JSON Patch, decode) and the warning policy on the mutated pod.
+// mutation (CEL, JSON Patch, decode) and the warning policy on the mutated pod. "plain" is the pod most
+// clusters create (the plain policy takes it); "init-container" is the same pod with an init container of
+// the user's, which makes it a pod for the general policy (as does any lastcall annotation, lifecycle hook
+// or earlier injection).
 func BenchmarkPolicyAdmission(b *testing.B) {
 	ps, err := policy.Compile(policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	e := newEvaluator(b, ps)
-	pod, ns := benchPod()
-	mutated := e.mutate(b, pod, ns)
-	if mutated.Annotations[mutate.AnnotationInjected] != "web=nginx,php=php-fpm" {
-		b.Fatalf("not injected: %v", mutated.Annotations)
-	}
-	if w := e.warnings(b, mutated, ns); len(w) != 0 {
-		b.Fatalf("warnings: %q", w)
-	}
-	b.Run("mutating", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			// Both passes of the mutating chain: the policy's own change makes the API server run it again.
-			e.mutate(b, e.mutate(b, pod, ns), ns)
+	plain, ns := benchPod()
+	withInit := plain.DeepCopy()
+	withInit.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "example.com/shop/migrate:1", Command: []string{"/migrate", "up"}}}
+	for _, c := range []struct {
+		name string
+		pod  *corev1.Pod
+	}{{"plain", plain}, {"init-container", withInit}} {
+		pod := c.pod
+		// Both are the plain policy's: a user's init container does not make a pod general.
+		if got := e.mutatingFor(b, pod, ns); len(got) != 1 || !strings.HasSuffix(got[0], "-plain") {
+			b.Fatalf("%s: mutating policies %v, want the plain one", c.name, got)
 		}
-	})
-	b.Run("warnings", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			e.warnings(b, mutated, ns)
+		mutated := e.mutate(b, pod, ns)
+		if mutated.Annotations[mutate.AnnotationInjected] != "web=nginx,php=php-fpm" {
+			b.Fatalf("%s: not injected: %v", c.name, mutated.Annotations)
 		}
-	})
+		if w := e.warnings(b, mutated, ns); len(w) != 0 {
+			b.Fatalf("%s: warnings: %q", c.name, w)
+		}
+		b.Run(c.name+"/mutating", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				// Both passes of the mutating chain: the policy's own change makes the API server run it again.
+				e.mutate(b, e.mutate(b, pod, ns), ns)
+			}
+		})
+		b.Run(c.name+"/warnings", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				e.warnings(b, mutated, ns)
+			}
+		})
+	}
 }
 
 // TestVariableCost prints each variable's CEL cost for the benchmark pod (LASTCALL_CEL_COST=1): what to cut
@@ -278,4 +307,58 @@ func names(vs []admissionregistrationv1.Variable) []string {
 		out[i] = v.Name
 	}
 	return out
+}
+
+// TestPlainPolicyTakes pins which mutating policy takes which pod: the plain one for pods without lastcall's
+// traces, with or without the user's ordinary init containers (the common case the plain policy is there
+// for: the general one costs several times its CPU), the general one for everything it cannot know. Which
+// pods each gives what is the fuzz target's and the parity test's job; this one keeps the fast path from
+// shrinking unnoticed.
+func TestPlainPolicyTakes(t *testing.T) {
+	ps, err := policy.Compile(policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEvaluator(t, ps)
+	base, ns := benchPod()
+	with := func(edit func(p *corev1.Pod)) *corev1.Pod {
+		p := base.DeepCopy()
+		edit(p)
+		return p
+	}
+	user := corev1.Container{Name: "migrate", Image: "example.com/migrate:1", Command: []string{"/migrate"}}
+	always := corev1.ContainerRestartPolicyAlways
+	for _, c := range []struct {
+		name  string
+		pod   *corev1.Pod
+		plain bool
+	}{
+		{"no init containers", base, true},
+		{"an empty init container list", with(func(p *corev1.Pod) { p.Spec.InitContainers = []corev1.Container{} }), true},
+		{"two init containers of the user's", with(func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{user, {Name: "wait", Image: "busybox", Args: []string{"sleep", "1"}}}
+		}), true},
+		{"a native sidecar", with(func(p *corev1.Pod) {
+			s := user
+			s.RestartPolicy = &always
+			p.Spec.InitContainers = []corev1.Container{s}
+		}), false},
+		{"lastcall's shim init container", with(func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "lastcall-shim", Image: "shim", Command: []string{mutate.ShimImagePath, "install", mutate.ShimDir}}}
+		}), false},
+		{"an init container running the installed shim", with(func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "c", Image: "php:8.3-fpm", Command: []string{mutate.ShimPath, "check", "php-fpm"}}}
+		}), false},
+		{"a lastcall annotation", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile: "nginx"} }), false},
+		{"a container with a lifecycle", with(func(p *corev1.Pod) { p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{} }), false},
+	} {
+		got := e.mutatingFor(t, c.pod, ns)
+		if len(got) != 1 {
+			t.Errorf("%s: mutating policies %v, want exactly one", c.name, got)
+			continue
+		}
+		if plain := strings.HasSuffix(got[0], "-plain"); plain != c.plain {
+			t.Errorf("%s: taken by %s, want the plain policy: %v", c.name, got[0], c.plain)
+		}
+	}
 }

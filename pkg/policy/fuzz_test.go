@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,78 +25,148 @@ import (
 // the webhook (then the pod is unchanged). The golden pods seed it; the parity test on a real API server
 // covers the goldens themselves with defaulting and storage.
 func FuzzPolicyMatchesEngine(f *testing.F) {
+	for _, g := range goldenPods(f) {
+		raw, _ := json.Marshal(g.pod)
+		f.Add(raw, "")
+		f.Add(raw, "haproxy")
+	}
+	p := newParity(f)
+	f.Fuzz(func(t *testing.T, raw []byte, nsDefault string) {
+		var pod corev1.Pod
+		if err := json.Unmarshal(raw, &pod); err != nil || !admissible(&pod) || !quotable(nsDefault) {
+			return
+		}
+		p.check(t, &pod, nsDefault)
+	})
+}
+
+type goldenPod struct {
+	name string
+	pod  *corev1.Pod
+}
+
+// goldenPods are the input pods of the engine's golden cases (pkg/mutate/testdata), in file order.
+func goldenPods(tb testing.TB) []goldenPod {
+	tb.Helper()
 	files, err := filepath.Glob("../mutate/testdata/*.yaml")
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
+	var out []goldenPod
 	for _, name := range files {
 		if strings.HasSuffix(name, ".injected.yaml") {
 			continue
 		}
 		data, err := os.ReadFile(name)
 		if err != nil {
-			f.Fatal(err)
+			tb.Fatal(err)
 		}
 		docs := strings.SplitN(string(data), "\n---\n", 2)
 		if len(docs) != 2 {
 			continue
 		}
-		var pod corev1.Pod
-		if err := yaml.Unmarshal([]byte(docs[1]), &pod); err != nil {
-			f.Fatalf("%s: %v", name, err)
+		pod := &corev1.Pod{}
+		if err := yaml.Unmarshal([]byte(docs[1]), pod); err != nil {
+			tb.Fatalf("%s: %v", name, err)
 		}
-		raw, _ := json.Marshal(&pod)
-		f.Add(raw, "")
-		f.Add(raw, "haproxy")
+		out = append(out, goldenPod{strings.TrimSuffix(filepath.Base(name), ".yaml"), pod})
 	}
+	return out
+}
+
+// TestPolicyMatchesEngineWithUserInitContainers is the fuzz target's invariant on every golden pod given
+// ordinary init containers of the user's before, between or after its own (none, one, two; a name that
+// collides with lastcall's shim, commands or args only; pods with duplicate names are left out as
+// the API server would reject them). The fuzzer's byte mutations seldom build such
+// structure, and pods with init containers are common: most take the plain policy's way (TestPlainPolicyTakes).
+func TestPolicyMatchesEngineWithUserInitContainers(t *testing.T) {
+	p := newParity(t)
+	users := [][]corev1.Container{
+		{{Name: "migrate", Image: "example.com/shop/migrate:1", Command: []string{"/migrate", "up"}}},
+		{{Name: "lastcall-shim", Image: "busybox:1.36", Args: []string{"true"}}, {Name: "istio-init", Image: "istio/proxyv2:1.24", Args: []string{"istio-iptables"}}},
+	}
+	n := 0
+	for _, g := range goldenPods(t) {
+		if !admissible(g.pod) {
+			continue
+		}
+		for i, extra := range users {
+			for _, at := range []string{"first", "last"} {
+				pod := g.pod.DeepCopy()
+				if at == "first" {
+					pod.Spec.InitContainers = append(slices.Clone(extra), pod.Spec.InitContainers...)
+				} else {
+					pod.Spec.InitContainers = append(pod.Spec.InitContainers, extra...)
+				}
+				if !admissible(pod) {
+					continue
+				}
+				n++
+				t.Run(g.name+"/"+strconv.Itoa(i)+"-"+at, func(t *testing.T) { p.check(t, pod, "") })
+			}
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d pods checked: the golden cases or admissible changed", n)
+	}
+}
+
+// parity runs pods through a compiled policy set and the engine compiled from the same options.
+type parity struct {
+	ev     *evaluator
+	engine *mutate.Engine
+	cat    *profiles.Catalog
+}
+
+func newParity(tb testing.TB) *parity {
+	tb.Helper()
 	o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "fuzz"}
 	ps, err := policy.Compile(o)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	ev := newEvaluator(f, ps)
-	engine := mutate.New(mutate.Options{Policy: o.Policy, Capabilities: o.Capabilities, Version: o.Version})
-	cat := profiles.Builtins()
-	f.Fuzz(func(t *testing.T, raw []byte, nsDefault string) {
-		var pod corev1.Pod
-		if err := json.Unmarshal(raw, &pod); err != nil || !admissible(&pod) || !quotable(nsDefault) {
+	return &parity{ev: newEvaluator(tb, ps), engine: mutate.New(mutate.Options{Policy: o.Policy, Capabilities: o.Capabilities, Version: o.Version}), cat: profiles.Builtins()}
+}
+
+// check: through the API server's admission CEL (both passes of the mutating chain, then the warnings on the
+// mutated pod), pod comes out as the engine makes it, with the engine's warnings, unless the policy says it
+// falls back to the webhook (then the pod is unchanged). nsDefault is the namespace's default profile.
+func (p *parity) check(t *testing.T, pod *corev1.Pod, nsDefault string) {
+	t.Helper()
+	// Admission always sees a v1 Pod (the API server decoded it as one), whatever kind the input names.
+	pod.APIVersion, pod.Kind = "v1", "Pod"
+	pod.Namespace = "fuzz"
+	ns := mutate.Namespace{Name: "fuzz", Labels: map[string]string{mutate.LabelInject: "enabled"}}
+	if nsDefault != "" {
+		ns.Annotations = map[string]string{mutate.AnnotationDefaultProfile: nsDefault}
+	}
+	nsObj := &corev1.Namespace{}
+	nsObj.Name, nsObj.Labels, nsObj.Annotations = ns.Name, ns.Labels, ns.Annotations
+
+	res := p.engine.Mutate(pod, ns, p.cat)
+	first := p.ev.mutate(t, pod, nsObj)
+	second := p.ev.mutate(t, first, nsObj)
+	if d := cmp.Diff(first, second, cmpopts.EquateEmpty()); d != "" {
+		t.Fatalf("the second pass of the mutating chain changed the pod (-first +second):\n%s", d)
+	}
+	warnings := p.ev.warnings(t, first, nsObj)
+	for _, w := range warnings {
+		if strings.Contains(w, "policy mode cannot handle this pod") {
+			if d := cmp.Diff(pod, first, cmpopts.EquateEmpty()); d != "" {
+				t.Fatalf("a pod the policy leaves to the webhook was changed (-in +out):\n%s", d)
+			}
 			return
 		}
-		// Admission always sees a v1 Pod (the API server decoded it as one), whatever kind the input names.
-		pod.APIVersion, pod.Kind = "v1", "Pod"
-		pod.Namespace = "fuzz"
-		ns := mutate.Namespace{Name: "fuzz", Labels: map[string]string{mutate.LabelInject: "enabled"}}
-		if nsDefault != "" {
-			ns.Annotations = map[string]string{mutate.AnnotationDefaultProfile: nsDefault}
-		}
-		nsObj := &corev1.Namespace{}
-		nsObj.Name, nsObj.Labels, nsObj.Annotations = ns.Name, ns.Labels, ns.Annotations
-
-		res := engine.Mutate(&pod, ns, cat)
-		first := ev.mutate(t, &pod, nsObj)
-		second := ev.mutate(t, first, nsObj)
-		if d := cmp.Diff(first, second, cmpopts.EquateEmpty()); d != "" {
-			t.Fatalf("the second pass of the mutating chain changed the pod (-first +second):\n%s", d)
-		}
-		warnings := ev.warnings(t, first, nsObj)
-		for _, w := range warnings {
-			if strings.Contains(w, "policy mode cannot handle this pod") {
-				if d := cmp.Diff(&pod, first, cmpopts.EquateEmpty()); d != "" {
-					t.Fatalf("a pod the policy leaves to the webhook was changed (-in +out):\n%s", d)
-				}
-				return
-			}
-		}
-		if d := cmp.Diff(res.Pod, first, cmpopts.EquateEmpty()); d != "" {
-			t.Fatalf("pod (-engine +policy):\n%s", d)
-		}
-		if res.Skip != nil {
-			return // bad annotations of skipped pods are not reported by the policy (Limitations)
-		}
-		if want, got := expectedWarnings(res.AllWarnings()), strings.Join(warnings, "; "); want != got {
-			t.Fatalf("warnings:\nengine %s\npolicy %s", want, got)
-		}
-	})
+	}
+	if d := cmp.Diff(res.Pod, first, cmpopts.EquateEmpty()); d != "" {
+		t.Fatalf("pod (-engine +policy):\n%s", d)
+	}
+	if res.Skip != nil {
+		return // bad annotations of skipped pods are not reported by the policy (Limitations)
+	}
+	if want, got := expectedWarnings(res.AllWarnings()), strings.Join(warnings, "; "); want != got {
+		t.Fatalf("warnings:\nengine %s\npolicy %s", want, got)
+	}
 }
 
 // expectedWarnings is the engine's warnings without the ones the policy cannot give (Limitations): what the

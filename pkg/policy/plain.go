@@ -14,7 +14,8 @@ import (
 // On a plain pod it must give exactly what the general policy (build, patch) gives; the parity test runs
 // every golden case whose pod is plain through it.
 //
-// Per container j (object.spec.containers[j]; plain pods have no init containers, so no native sidecars):
+// Per container j (object.spec.containers[j]; plain pods have no native sidecars, and their init containers
+// are the user's, which lastcall's go before (the shim) and after (the checks)):
 //
 //	variables.a[j]     {w: the words (command, else args), first: index of the program word}
 //	variables.pg[j]    [program, image name, image name:tag]
@@ -46,7 +47,7 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("catalog", c.catalogLiteral())
 	add("nsDef", "variables.nsAnns[?"+lit(mutate.AnnotationDefaultProfile)+"].orValue('')")
 	add("nsProf", "variables.nsDef in variables.catalog ? variables.nsDef : ''")
-	add("names", "object.spec.containers.map(x, x.name)")
+	add("names", "object.spec.containers.map(x, x.name) + object.spec.?initContainers.orValue([]).map(x, x.name)")
 
 	// Program (profiles.Program) in two steps, so the program word's index is found once.
 	imgBase := "(" + ctr + ".?image.orValue('').indexOf('@') >= 0 ? " + ctr + ".image.substring(0, " + ctr + ".image.indexOf('@')) : " + ctr + ".?image.orValue(''))"
@@ -142,7 +143,8 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	newCmd := "[" + lit(mutate.ShimPath) + ", 'run'] + (" + cp("signal") + " != 'SIGTERM' ? ['--rewrite', 'TERM=' + string(" + cp("signal") + ").substring(3)] : []) + ['--'] + " + cmd
 	cmdOps := "(variables.kind[j] == 'sup' ? [" + jsonAdd(bp+" + '/command'", newCmd) + "] : [])"
 	containerOps := "lists.range(" + n + ").filter(j, variables.kind[j] != '').map(j, " + lcOps + " + " + cmdOps + " + " + mountOps(mountAdd, ctr, bp) + ").flatten()"
-	shimOps := "(variables.needShim ? [" + jsonAdd("'/spec/initContainers'", "["+shim+"]") + "] : [])"
+	nInits := "size(object.spec.?initContainers.orValue([]))"
+	shimOps := "(!variables.needShim ? [] : " + nInits + " == 0 ? [" + jsonAdd("'/spec/initContainers'", "["+shim+"]") + "] : [" + jsonAdd("'/spec/initContainers/0'", shim) + "])"
 
 	check, err := c.checkContainer(unique(chkBase, "variables.names + [variables.shimName]"), ctr+".?image.orValue('')", ctr, fmtT,
 		"(size("+cmd+") > 0 && variables.pg[j][0].startsWith('php-fpm') ? ['--binary', string("+ctr+".command[0])] : []) + "+
@@ -150,8 +152,8 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	// The c-th check (of container j) is init container 1 + c, after the shim.
-	at := "'/spec/initContainers/' + string(1 + c)"
+	// The c-th check (of container j) is appended: init container 1 + (the user's) + c, after the shim.
+	at := "'/spec/initContainers/' + string(1 + " + nInits + " + c)"
 	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").transformList(c, j, [" + jsonAdd("'/spec/initContainers/-'", check) + "] + " +
 		checkCopies(ctr, bp, at, ctr+".name", mountAdd, mountAdd) + ").flatten()"
 	injected := "lists.range(" + n + ").map(j, " + ctr + ".name + '=' + (variables.kind[j] == '' ? '-' : variables.prof[j])).join(',')"
