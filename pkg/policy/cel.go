@@ -749,16 +749,17 @@ func (c *compiler) maxNeeded() int64 {
 }
 
 // PlainPod is CEL over the pod alone (a matchCondition) for the pods most clusters create: no lastcall
-// annotation (so no overrides, no bad values, no record of an earlier pass), no native sidecar and no init
-// container that runs the shim (so no candidates but the app containers, and none of lastcall's own: the
-// engine knows its init containers by their commands), and no container with a lifecycle, a mount at
-// lastcall's directory or a command that runs the shim. The user's ordinary init containers (migrations, a
-// mesh's iptables set-up, waiting for a database) are common and change only where lastcall's go. For such
+// annotation (so no overrides, no bad values, no record of an earlier pass, and every native sidecar is
+// skipped), no init container that runs the shim (none of lastcall's own: the engine knows its init
+// containers by their commands), and no container with a lifecycle, a mount at lastcall's directory or a
+// command that runs the shim. The user's init containers (migrations, a mesh's iptables set-up, waiting for a
+// database, a log shipper as a native sidecar) are common and change only where lastcall's go and what the
+// record lists. For such
 // pods many stages of the engine have a known result; the mutating policy for them (plainPolicy) is the
 // engine written again for just such pods, and the general policy takes every other pod.
 var PlainPod = "(!has(object.metadata.annotations) || !object.metadata.annotations.exists(k, k.startsWith(" + lit(mutate.Prefix) + "))) && " +
-	"(!has(object.spec.initContainers) || object.spec.initContainers.all(x, x.?restartPolicy.orValue('') != 'Always' && " +
-	"(!has(x.command) || size(x.command) == 0 || !(x.command[0] in [" + lit(mutate.ShimPath) + ", " + lit(mutate.ShimImagePath) + "])))) && " +
+	"(!has(object.spec.initContainers) || object.spec.initContainers.all(x, " +
+	"!has(x.command) || size(x.command) == 0 || !(x.command[0] in [" + lit(mutate.ShimPath) + ", " + lit(mutate.ShimImagePath) + "]))) && " +
 	"object.spec.containers.all(x, !has(x.lifecycle) && (!has(x.volumeMounts) || x.volumeMounts.all(m, m.mountPath != " + lit(mutate.ShimDir) + ")) && " +
 	"(!has(x.command) || size(x.command) == 0 || x.command[0] != " + lit(mutate.ShimPath) + "))"
 

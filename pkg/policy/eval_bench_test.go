@@ -310,7 +310,7 @@ func names(vs []admissionregistrationv1.Variable) []string {
 }
 
 // TestPlainPolicyTakes pins which mutating policy takes which pod: the plain one for pods without lastcall's
-// traces, with or without the user's ordinary init containers (the common case the plain policy is there
+// traces, with or without init containers or native sidecars of the user's (the common case the plain policy is there
 // for: the general one costs several times its CPU), the general one for everything it cannot know. Which
 // pods each gives what is the fuzz target's and the parity test's job; this one keeps the fast path from
 // shrinking unnoticed.
@@ -342,7 +342,7 @@ func TestPlainPolicyTakes(t *testing.T) {
 			s := user
 			s.RestartPolicy = &always
 			p.Spec.InitContainers = []corev1.Container{s}
-		}), false},
+		}), true},
 		{"lastcall's shim init container", with(func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "lastcall-shim", Image: "shim", Command: []string{mutate.ShimImagePath, "install", mutate.ShimDir}}}
 		}), false},

@@ -75,15 +75,19 @@ func goldenPods(tb testing.TB) []goldenPod {
 }
 
 // TestPolicyMatchesEngineWithUserInitContainers is the fuzz target's invariant on every golden pod given
-// ordinary init containers of the user's before, between or after its own (none, one, two; a name that
+// init containers of the user's before or after its own (ordinary ones and native sidecars; a name that
 // collides with lastcall's shim, commands or args only; pods with duplicate names are left out as
 // the API server would reject them). The fuzzer's byte mutations seldom build such
 // structure, and pods with init containers are common: most take the plain policy's way (TestPlainPolicyTakes).
 func TestPolicyMatchesEngineWithUserInitContainers(t *testing.T) {
 	p := newParity(t)
+	always := corev1.ContainerRestartPolicyAlways
 	users := [][]corev1.Container{
 		{{Name: "migrate", Image: "example.com/shop/migrate:1", Command: []string{"/migrate", "up"}}},
 		{{Name: "lastcall-shim", Image: "busybox:1.36", Args: []string{"true"}}, {Name: "istio-init", Image: "istio/proxyv2:1.24", Args: []string{"istio-iptables"}}},
+		// Native sidecars: a log shipper, a mesh proxy, one running nginx (detection does not apply to them).
+		{{Name: "log-shipper", Image: "fluent/fluent-bit:3", RestartPolicy: &always}, {Name: "istio-proxy", Image: "istio/proxyv2:1.24", Args: []string{"proxy", "sidecar"}, RestartPolicy: &always}},
+		{{Name: "migrate", Image: "example.com/shop/migrate:1"}, {Name: "edge", Image: "nginx:1.27", RestartPolicy: &always}},
 	}
 	n := 0
 	for _, g := range goldenPods(t) {

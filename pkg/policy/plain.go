@@ -14,8 +14,8 @@ import (
 // On a plain pod it must give exactly what the general policy (build, patch) gives; the parity test runs
 // every golden case whose pod is plain through it.
 //
-// Per container j (object.spec.containers[j]; plain pods have no native sidecars, and their init containers
-// are the user's, which lastcall's go before (the shim) and after (the checks)):
+// Per container j (object.spec.containers[j]; the init containers of a plain pod are the user's: lastcall's
+// go before them (the shim) and after them (the checks), and its native sidecars are skipped, recorded only):
 //
 //	variables.a[j]     {w: the words (command, else args), first: index of the program word}
 //	variables.pg[j]    [program, image name, image name:tag]
@@ -156,7 +156,9 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	at := "'/spec/initContainers/' + string(1 + " + nInits + " + c)"
 	checkOps := "lists.range(" + n + ").filter(j, " + chk("j") + ").transformList(c, j, [" + jsonAdd("'/spec/initContainers/-'", check) + "] + " +
 		checkCopies(ctr, bp, at, ctr+".name", mountAdd, mountAdd) + ").flatten()"
-	injected := "lists.range(" + n + ").map(j, " + ctr + ".name + '=' + (variables.kind[j] == '' ? '-' : variables.prof[j])).join(',')"
+	// The record: the native sidecars first (skipped: no annotation names them), then the app containers.
+	sidecars := "object.spec.?initContainers.orValue([]).filter(x, x.?restartPolicy.orValue('') == 'Always').map(x, x.name + '=-')"
+	injected := "(" + sidecars + " + lists.range(" + n + ").map(j, " + ctr + ".name + '=' + (variables.kind[j] == '' ? '-' : variables.prof[j]))).join(',')"
 	patch = "variables.skip != '' ? [] : variables.observe ? " + managedOps(mutate.ManagedObserve) + " : variables.blocked != '' || !variables.planned ? [] : " +
 		containerOps + " + " + shimOps + " + " + checkOps + " + " + c.podOps("variables.kind.exists(k, k == 'stop')", "", injected)
 	return vars, patch, nil
