@@ -710,7 +710,8 @@ func (c *compiler) addFastWarnings() {
 }
 
 // handledPod is CEL over the pod alone (a matchCondition of the warning policies): the record annotation
-// is there, every container in it rendered with a known profile (no "-", no "(kept)"), and no other
+// is there, every container in it rendered with a known profile or skipped ("-": with no lastcall annotation
+// only native sidecars and mesh proxies are, and they warn of nothing; no "(kept)"), and no other
 // lastcall annotation is on the pod (no bad values, no overrides). With no profile whose drain can exceed
 // maxGracePeriod (and a cluster default profile that exists), such a pod's only possible warnings are a
 // bad namespace default and a supervised container without a command: warningsFast. "" when the catalog
@@ -722,7 +723,7 @@ func (c *compiler) handledPod() string {
 	a := "object.metadata.annotations"
 	return "has(" + a + ") && " + lit(mutate.AnnotationInjected) + " in " + a + " && " +
 		a + ".all(k, !k.startsWith(" + lit(mutate.Prefix) + ") || k in [" + lit(mutate.AnnotationInjected) + ", " + lit(mutate.AnnotationVersion) + "]) && " +
-		a + "[" + lit(mutate.AnnotationInjected) + "].split(',').all(e, e.matches('^[^=]+=[a-z0-9][a-z0-9.-]*$') && e.substring(e.indexOf('=') + 1) in " + litList(c.catalog.Names()) + ")"
+		a + "[" + lit(mutate.AnnotationInjected) + "].split(',').all(e, e.matches('^[^=]+=(-|[a-z0-9][a-z0-9.-]*)$') && e.substring(e.indexOf('=') + 1) in " + litList(append([]string{"-"}, c.catalog.Names()...)) + ")"
 }
 
 // maxNeeded is the longest grace (seconds) any pod without lastcall annotations can need with this catalog:

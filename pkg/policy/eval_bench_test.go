@@ -152,6 +152,17 @@ func (e *evaluator) mutatingFor(tb testing.TB, pod *corev1.Pod, ns *corev1.Names
 	return out
 }
 
+// validatingFor names the validating policies whose conditions match pod.
+func (e *evaluator) validatingFor(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) []string {
+	var out []string
+	for _, v := range e.validating {
+		if v.matches(tb, pod, ns) {
+			out = append(out, v.name)
+		}
+	}
+	return out
+}
+
 // mutate runs every mutating policy whose conditions match, in order, as one pass of the admission chain.
 func (e *evaluator) mutate(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) *corev1.Pod {
 	for _, m := range e.mutating {
@@ -359,6 +370,12 @@ func TestPlainPolicyTakes(t *testing.T) {
 		}
 		if plain := strings.HasSuffix(got[0], "-plain"); plain != c.plain {
 			t.Errorf("%s: taken by %s, want the plain policy: %v", c.name, got[0], c.plain)
+		}
+		// What the plain policy injects, the warnings' short way takes (skipped sidecars included).
+		if c.plain {
+			if v := e.validatingFor(t, e.mutate(t, c.pod, ns), ns); len(v) != 1 || !strings.HasSuffix(v[0], "-warnings-handled") {
+				t.Errorf("%s: the injected pod's warnings taken by %v, want the short way only", c.name, v)
+			}
 		}
 	}
 }
