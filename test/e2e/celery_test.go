@@ -55,7 +55,7 @@ def slow(n, secs):
 
 // The seed scenario with the real thing (issue 13): a real Celery worker (prefork, concurrency 2) and a real
 // Redis, both from Debian, started by a shell entrypoint that does not exec (the shape of a celery_worker.sh),
-// scaled down from 3 to 1 replicas while 40 s tasks run, as KEDA does on a shrinking queue. Without lastcall,
+// scaled down from 3 to 1 replicas while 60 s tasks run, as KEDA does on a shrinking queue. Without lastcall,
 // sh is PID 1 and ignores SIGTERM, the kubelet SIGKILLs the pods after 30 s, and their tasks are lost (counted
 // from Redis). With the celery profile and lastcall.dev/supervise, lastcall-shim run is PID 1, its SIGTERM
 // reaches the worker the shell left behind, and every task finishes, each run exactly once.
@@ -100,7 +100,7 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 			t.Fatalf("%s lastcall: worker command %q: want it under lastcall-shim run only with lastcall", r.name, cmd)
 		}
 		// Every worker must be consuming before the tasks are queued: a worker reserves one task per pool process
-		// (prefetch 1), so all 6 start within a moment, 2 per pod, and none has run 10 s of its 40 s when the
+		// (prefetch 1), so all 6 start within a moment, 2 per pod, and none has run 30 s of its 60 s when the
 		// scale-down comes (one that started early could finish inside the 30 s grace period).
 		if err := framework.WaitFor(ctx, 2*time.Minute, r.name+": 3 workers answer ping", func(ctx context.Context) (bool, error) {
 			out, _ := env.Kubectl(ctx, "-n", r.ns, "exec", r.redisPod, "--", "sh", "-c", "cd /app && celery -A tasks inspect ping -t 3")
@@ -237,10 +237,23 @@ func celeryTasks(t *testing.T, env *framework.Env, ns, redisPod string) []celery
 		done[n] = true
 	}
 	tasks := make([]celeryTask, celeryTasksE2E)
+	keys := make([]string, len(tasks))
+	for i := range keys {
+		keys[i] = "runs:" + strconv.Itoa(i)
+	}
+	// One reply line per key, empty for a task that never ran (--raw prints nil as an empty line), so the
+	// output is split as it is: redisCLI's trimming would shift the lines after a leading nil.
+	runsOut, err := env.Kubectl(ctx, append([]string{"-n", ns, "exec", redisPod, "--", "redis-cli", "--raw", "MGET"}, keys...)...)
+	if err != nil {
+		t.Fatalf("redis MGET %v: %v", keys, err)
+	}
+	runs := strings.Split(strings.TrimSuffix(runsOut, "\n"), "\n")
+	if len(runs) != len(tasks) {
+		t.Fatalf("redis MGET %v: %d lines, want %d: %q", keys, len(runs), len(tasks), runsOut)
+	}
 	for i := range tasks {
 		key := strconv.Itoa(i)
-		runs, _ := redisCLI(ctx, env, ns, redisPod, "GET", "runs:"+key)
-		tasks[i].runs, _ = strconv.Atoi(runs)
+		tasks[i].runs, _ = strconv.Atoi(strings.TrimSpace(runs[i]))
 		sec, err := strconv.ParseFloat(starts[key], 64)
 		if err != nil {
 			t.Fatalf("task %d start %q: %v", i, starts[key], err)
