@@ -755,9 +755,8 @@ func (c *compiler) maxNeeded() int64 {
 // containers by their commands), and no container with a lifecycle, a mount at lastcall's directory or a
 // command that runs the shim. The user's init containers (migrations, a mesh's iptables set-up, waiting for a
 // database, a log shipper as a native sidecar) are common and change only where lastcall's go and what the
-// record lists. For such
-// pods many stages of the engine have a known result; the mutating policy for them (plainPolicy) is the
-// engine written again for just such pods, and the general policy takes every other pod.
+// record lists. For such pods many stages of the engine have a known result; the mutating policy for them
+// (plainPolicy) is the engine written again for just such pods, and the general policy takes every other pod.
 var PlainPod = "(!has(object.metadata.annotations) || !object.metadata.annotations.exists(k, k.startsWith(" + lit(mutate.Prefix) + "))) && " +
 	"(!has(object.spec.initContainers) || object.spec.initContainers.all(x, " +
 	"!has(x.command) || size(x.command) == 0 || !(x.command[0] in [" + lit(mutate.ShimPath) + ", " + lit(mutate.ShimImagePath) + "]))) && " +
