@@ -141,23 +141,12 @@ func (c *compiled) matches(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace)
 	return true
 }
 
-// mutatingFor names the mutating policies whose conditions match pod.
-func (e *evaluator) mutatingFor(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) []string {
+// matching names the policies of cs whose conditions match pod (e.mutating or e.validating).
+func matching(tb testing.TB, cs []*compiled, pod *corev1.Pod, ns *corev1.Namespace) []string {
 	var out []string
-	for _, m := range e.mutating {
-		if m.matches(tb, pod, ns) {
-			out = append(out, m.name)
-		}
-	}
-	return out
-}
-
-// validatingFor names the validating policies whose conditions match pod.
-func (e *evaluator) validatingFor(tb testing.TB, pod *corev1.Pod, ns *corev1.Namespace) []string {
-	var out []string
-	for _, v := range e.validating {
-		if v.matches(tb, pod, ns) {
-			out = append(out, v.name)
+	for _, c := range cs {
+		if c.matches(tb, pod, ns) {
+			out = append(out, c.name)
 		}
 	}
 	return out
@@ -238,7 +227,7 @@ func BenchmarkPolicyAdmission(b *testing.B) {
 	}{{"plain", plain}, {"init-container", withInit}} {
 		pod := c.pod
 		// Both are the plain policy's: a user's init container does not make a pod general.
-		if got := e.mutatingFor(b, pod, ns); len(got) != 1 || !strings.HasSuffix(got[0], "-plain") {
+		if got := matching(b, e.mutating, pod, ns); len(got) != 1 || !strings.HasSuffix(got[0], "-plain") {
 			b.Fatalf("%s: mutating policies %v, want the plain one", c.name, got)
 		}
 		mutated := e.mutate(b, pod, ns)
@@ -363,7 +352,7 @@ func TestPlainPolicyTakes(t *testing.T) {
 		{"a lastcall annotation", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile: "nginx"} }), false},
 		{"a container with a lifecycle", with(func(p *corev1.Pod) { p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{} }), false},
 	} {
-		got := e.mutatingFor(t, c.pod, ns)
+		got := matching(t, e.mutating, c.pod, ns)
 		if len(got) != 1 {
 			t.Errorf("%s: mutating policies %v, want exactly one", c.name, got)
 			continue
@@ -373,7 +362,7 @@ func TestPlainPolicyTakes(t *testing.T) {
 		}
 		// What the plain policy injects, the warnings' short way takes (skipped sidecars included).
 		if c.plain {
-			if v := e.validatingFor(t, e.mutate(t, c.pod, ns), ns); len(v) != 1 || !strings.HasSuffix(v[0], "-warnings-handled") {
+			if v := matching(t, e.validating, e.mutate(t, c.pod, ns), ns); len(v) != 1 || !strings.HasSuffix(v[0], "-warnings-handled") {
 				t.Errorf("%s: the injected pod's warnings taken by %v, want the short way only", c.name, v)
 			}
 		}

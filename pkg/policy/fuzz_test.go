@@ -2,8 +2,6 @@ package policy_test
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,8 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
+	"github.com/lastcall-dev/lastcall/internal/testcases"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 	"github.com/lastcall-dev/lastcall/pkg/policy"
 	"github.com/lastcall-dev/lastcall/pkg/profiles"
@@ -25,8 +23,8 @@ import (
 // the webhook (then the pod is unchanged). The golden pods seed it; the parity test on a real API server
 // covers the goldens themselves with defaulting and storage.
 func FuzzPolicyMatchesEngine(f *testing.F) {
-	for _, g := range goldenPods(f) {
-		raw, _ := json.Marshal(g.pod)
+	for _, g := range goldenCases(f) {
+		raw, _ := json.Marshal(g.Pod)
 		f.Add(raw, "")
 		f.Add(raw, "haproxy")
 	}
@@ -40,38 +38,14 @@ func FuzzPolicyMatchesEngine(f *testing.F) {
 	})
 }
 
-type goldenPod struct {
-	name string
-	pod  *corev1.Pod
-}
-
-// goldenPods are the input pods of the engine's golden cases (pkg/mutate/testdata), in file order.
-func goldenPods(tb testing.TB) []goldenPod {
+// goldenCases are the engine's golden cases (pkg/mutate/testdata), read as every golden test reads them.
+func goldenCases(tb testing.TB) []testcases.Case {
 	tb.Helper()
-	files, err := filepath.Glob("../mutate/testdata/*.yaml")
+	cases, err := testcases.Load("../mutate/testdata")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var out []goldenPod
-	for _, name := range files {
-		if strings.HasSuffix(name, ".injected.yaml") {
-			continue
-		}
-		data, err := os.ReadFile(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		docs := strings.SplitN(string(data), "\n---\n", 2)
-		if len(docs) != 2 {
-			continue
-		}
-		pod := &corev1.Pod{}
-		if err := yaml.Unmarshal([]byte(docs[1]), pod); err != nil {
-			tb.Fatalf("%s: %v", name, err)
-		}
-		out = append(out, goldenPod{strings.TrimSuffix(filepath.Base(name), ".yaml"), pod})
-	}
-	return out
+	return cases
 }
 
 // TestPolicyMatchesEngineWithUserInitContainers is the fuzz target's invariant on every golden pod given
@@ -90,13 +64,13 @@ func TestPolicyMatchesEngineWithUserInitContainers(t *testing.T) {
 		{{Name: "migrate", Image: "example.com/shop/migrate:1"}, {Name: "edge", Image: "nginx:1.27", RestartPolicy: &always}},
 	}
 	n := 0
-	for _, g := range goldenPods(t) {
-		if !admissible(g.pod) {
+	for _, g := range goldenCases(t) {
+		if !admissible(g.Pod) {
 			continue
 		}
 		for i, extra := range users {
 			for _, at := range []string{"first", "last"} {
-				pod := g.pod.DeepCopy()
+				pod := g.Pod.DeepCopy()
 				if at == "first" {
 					pod.Spec.InitContainers = append(slices.Clone(extra), pod.Spec.InitContainers...)
 				} else {
@@ -106,7 +80,7 @@ func TestPolicyMatchesEngineWithUserInitContainers(t *testing.T) {
 					continue
 				}
 				n++
-				t.Run(g.name+"/"+strconv.Itoa(i)+"-"+at, func(t *testing.T) { p.check(t, pod, "") })
+				t.Run(g.Name+"/"+strconv.Itoa(i)+"-"+at, func(t *testing.T) { p.check(t, pod, "") })
 			}
 		}
 	}
