@@ -700,19 +700,20 @@ func (c *compiler) addFastWarnings() {
 		}
 	}
 	rec := "variables.anns[?" + lit(mutate.AnnotationInjected) + "].orValue('').split(',')"
-	cheap := "[]"
-	if len(supervised) > 0 {
-		cheap = rec + ".filter(e, e.substring(e.indexOf('=') + 1) in " + litList(supervised) + ").map(e, e.substring(0, e.indexOf('='))).filter(n, " +
-			"object.spec.containers.exists(x, x.name == n && size(x.?command.orValue([])) == 0)).map(n, 'lastcall: container ' + n + " +
-			"\": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\")"
-	}
+	// Supervised: the pod-wide switch when it is set (handledPod: one of plainBools), else the profile's.
+	sup := "variables.anns[?" + lit(mutate.AnnotationSupervise) + "]"
+	on := "(" + sup + ".hasValue() ? " + sup + ".value() in " + litList(plainTrue) + " : e.substring(e.indexOf('=') + 1) in " + litList(supervised) + ")"
+	cheap := rec + ".filter(e, e.substring(e.indexOf('=') + 1) != '-' && " + on + ").map(e, e.substring(0, e.indexOf('='))).filter(n, " +
+		"object.spec.containers.exists(x, x.name == n && size(x.?command.orValue([])) == 0)).map(n, 'lastcall: container ' + n + " +
+		"\": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\")"
 	c.addWarn("warningsFast", "variables.skip != '' || variables.observe ? [] : variables.nsProblems.map(p, 'lastcall: ' + p.substring(p.lastIndexOf('\\u0000') + 1)) + "+cheap)
 }
 
 // handledPod is CEL over the pod alone (a matchCondition of the warning policies): the record annotation
-// is there, every container in it rendered with a known profile or skipped ("-": with no lastcall annotation
-// only native sidecars and mesh proxies are, and they warn of nothing; no "(kept)"), and no other
-// lastcall annotation is on the pod (no bad values, no overrides). With no profile whose drain can exceed
+// is there, every container in it rendered with a known profile or skipped ("-": with no per-container
+// annotation only native sidecars and mesh proxies are, and they warn of nothing; no "(kept)"), and no other
+// lastcall annotation is on the pod but those a plain pod may have (plainPod: a pod-wide profile that exists,
+// a pod-wide supervision switch; no bad values, no overrides). With no profile whose drain can exceed
 // maxGracePeriod (and a cluster default profile that exists), such a pod's only possible warnings are a
 // bad namespace default and a supervised container without a command: warningsFast. "" when the catalog
 // rules the short way out.
@@ -722,7 +723,9 @@ func (c *compiler) handledPod() string {
 	}
 	a := "object.metadata.annotations"
 	return "has(" + a + ") && " + lit(mutate.AnnotationInjected) + " in " + a + " && " +
-		a + ".all(k, !k.startsWith(" + lit(mutate.Prefix) + ") || k in [" + lit(mutate.AnnotationInjected) + ", " + lit(mutate.AnnotationVersion) + "]) && " +
+		a + ".all(k, !k.startsWith(" + lit(mutate.Prefix) + ") || k in [" + lit(mutate.AnnotationInjected) + ", " + lit(mutate.AnnotationVersion) + "] || " +
+		"(k == " + lit(mutate.AnnotationProfile) + " && " + a + "[k] in " + litSet(append(c.catalog.Names(), profiles.NameAuto)) + ") || " +
+		"(k == " + lit(mutate.AnnotationSupervise) + " && " + a + "[k] in " + litSet(plainBools) + ")) && " +
 		a + "[" + lit(mutate.AnnotationInjected) + "].split(',').all(e, e.matches('^[^=]+=(-|[a-z0-9][a-z0-9.-]*)$') && e.substring(e.indexOf('=') + 1) in " + litList(append([]string{"-"}, c.catalog.Names()...)) + ")"
 }
 
@@ -749,19 +752,46 @@ func (c *compiler) maxNeeded() int64 {
 	return max
 }
 
-// PlainPod is CEL over the pod alone (a matchCondition) for the pods most clusters create: no lastcall
-// annotation (so no overrides, no bad values, no record of an earlier pass, and every native sidecar is
+// plainPod is CEL over the pod alone (a matchCondition) for the pods most clusters create: no lastcall
+// annotation but a pod-wide profile the catalog compiles (or "auto") and a pod-wide supervision switch
+// (so no per-container overrides, no bad values, no record of an earlier pass, and every native sidecar is
 // skipped), no init container that runs the shim (none of lastcall's own: the engine knows its init
 // containers by their commands), and no container with a lifecycle, a mount at lastcall's directory or a
 // command that runs the shim. The user's init containers (migrations, a mesh's iptables set-up, waiting for a
 // database, a log shipper as a native sidecar) are common and change only where lastcall's go and what the
-// record lists. For such pods many stages of the engine have a known result; the mutating policy for them
+// record lists; so is choosing the profile for the whole pod by annotation (the documented way), which changes
+// only the profile. For such pods many stages of the engine have a known result; the mutating policy for them
 // (plainPolicy) is the engine written again for just such pods, and the general policy takes every other pod.
-var PlainPod = "(!has(object.metadata.annotations) || !object.metadata.annotations.exists(k, k.startsWith(" + lit(mutate.Prefix) + "))) && " +
-	"(!has(object.spec.initContainers) || object.spec.initContainers.all(x, " +
-	"!has(x.command) || size(x.command) == 0 || !(x.command[0] in [" + lit(mutate.ShimPath) + ", " + lit(mutate.ShimImagePath) + "]))) && " +
-	"object.spec.containers.all(x, !has(x.lifecycle) && (!has(x.volumeMounts) || x.volumeMounts.all(m, m.mountPath != " + lit(mutate.ShimDir) + ")) && " +
-	"(!has(x.command) || size(x.command) == 0 || x.command[0] != " + lit(mutate.ShimPath) + "))"
+// The annotation values are matched exactly (no trimming, no case folding): any other spelling the engine
+// accepts takes the general way, which parses it as the engine does.
+func (c *compiler) plainPod() string {
+	a := "object.metadata.annotations"
+	prof, sup := lit(mutate.AnnotationProfile), lit(mutate.AnnotationSupervise)
+	return "(!has(" + a + ") || (!" + a + ".exists(k, k.startsWith(" + lit(mutate.Prefix) + ") && !(k in [" + prof + ", " + sup + "])) && " +
+		"(!(" + prof + " in " + a + ") || " + a + "[" + prof + "] in " + litSet(append(c.catalog.Names(), profiles.NameAuto)) + ") && " +
+		"(!(" + sup + " in " + a + ") || " + a + "[" + sup + "] in " + litSet(plainBools) + "))) && " +
+		"(!has(object.spec.initContainers) || object.spec.initContainers.all(x, " +
+		"!has(x.command) || size(x.command) == 0 || !(x.command[0] in [" + lit(mutate.ShimPath) + ", " + lit(mutate.ShimImagePath) + "]))) && " +
+		"object.spec.containers.all(x, !has(x.lifecycle) && (!has(x.volumeMounts) || x.volumeMounts.all(m, m.mountPath != " + lit(mutate.ShimDir) + ")) && " +
+		"(!has(x.command) || size(x.command) == 0 || x.command[0] != " + lit(mutate.ShimPath) + "))"
+}
+
+// plainBools are the spellings of lastcall.dev/supervise a plain pod may have (the engine's parseBool takes
+// them, and more); plainTrue are those that turn supervision on.
+var (
+	plainBools = []string{"true", "enabled", "yes", "false", "disabled", "no"}
+	plainTrue  = []string{"true", "enabled", "yes"}
+)
+
+// litSet is a CEL map literal with the strings as keys: membership in it costs the same whatever its size
+// (a list's costs its length, which the API server's cost estimate multiplies by every size it cannot bound).
+func litSet(vs []string) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = lit(v) + ": true"
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
 
 var varRef = regexp.MustCompile(`variables\.([A-Za-z_][A-Za-z0-9_]*)`)
 

@@ -210,8 +210,9 @@ func benchPod() (*corev1.Pod, *corev1.Namespace) {
 // BenchmarkPolicyAdmission is the CPU one pod CREATE costs in the API server's policy plugins: the
 // mutation (CEL, JSON Patch, decode) and the warning policy on the mutated pod. "plain" is the pod most
 // clusters create (the plain policy takes it); "init-container" is the same pod with an init container of
-// the user's, which makes it a pod for the general policy (as does any lastcall annotation, lifecycle hook
-// or earlier injection).
+// the user's, "pod-annotations" a worker whose profile and supervision are chosen by pod-wide annotations:
+// both the plain policy's too (a per-container annotation, a lifecycle hook or an earlier injection makes a
+// pod general).
 func BenchmarkPolicyAdmission(b *testing.B) {
 	ps, err := policy.Compile(policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "v0"})
 	if err != nil {
@@ -221,17 +222,22 @@ func BenchmarkPolicyAdmission(b *testing.B) {
 	plain, ns := benchPod()
 	withInit := plain.DeepCopy()
 	withInit.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "example.com/shop/migrate:1", Command: []string{"/migrate", "up"}}}
+	// A Celery worker behind a shell entrypoint, its profile and supervision chosen by annotation.
+	annotated := plain.DeepCopy()
+	annotated.Annotations = map[string]string{mutate.AnnotationProfile: "celery", mutate.AnnotationSupervise: "true"}
+	annotated.Spec.Containers = []corev1.Container{{Name: "worker", Image: "example.com/shop/app:1", Command: []string{"sh", "-c", "celery -A tasks worker"}}}
 	for _, c := range []struct {
-		name string
-		pod  *corev1.Pod
-	}{{"plain", plain}, {"init-container", withInit}} {
+		name, record string
+		pod          *corev1.Pod
+	}{{"plain", "web=nginx,php=php-fpm", plain}, {"init-container", "web=nginx,php=php-fpm", withInit}, {"pod-annotations", "worker=celery", annotated}} {
 		pod := c.pod
-		// Both are the plain policy's: a user's init container does not make a pod general.
+		// All are the plain policy's: neither a user's init container nor a pod-wide profile or supervision
+		// annotation makes a pod general.
 		if got := matching(b, e.mutating, pod, ns); len(got) != 1 || !strings.HasSuffix(got[0], "-plain") {
 			b.Fatalf("%s: mutating policies %v, want the plain one", c.name, got)
 		}
 		mutated := e.mutate(b, pod, ns)
-		if mutated.Annotations[mutate.AnnotationInjected] != "web=nginx,php=php-fpm" {
+		if mutated.Annotations[mutate.AnnotationInjected] != c.record {
 			b.Fatalf("%s: not injected: %v", c.name, mutated.Annotations)
 		}
 		if w := e.warnings(b, mutated, ns); len(w) != 0 {
@@ -310,7 +316,8 @@ func names(vs []admissionregistrationv1.Variable) []string {
 }
 
 // TestPlainPolicyTakes pins which mutating policy takes which pod: the plain one for pods without lastcall's
-// traces, with or without init containers or native sidecars of the user's (the common case the plain policy is there
+// traces but a pod-wide profile or supervision annotation, with or without init containers or native
+// sidecars of the user's (the common case the plain policy is there
 // for: the general one costs several times its CPU), the general one for everything it cannot know. Which
 // pods each gives what is the fuzz target's and the parity test's job; this one keeps the fast path from
 // shrinking unnoticed.
@@ -349,7 +356,15 @@ func TestPlainPolicyTakes(t *testing.T) {
 		{"an init container running the installed shim", with(func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "c", Image: "php:8.3-fpm", Command: []string{mutate.ShimPath, "check", "php-fpm"}}}
 		}), false},
-		{"a lastcall annotation", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile: "nginx"} }), false},
+		{"a pod-wide profile and supervision", with(func(p *corev1.Pod) {
+			p.Annotations = map[string]string{mutate.AnnotationProfile: "nginx", mutate.AnnotationSupervise: "true"}
+		}), true},
+		{"a pod-wide profile of auto", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile: "auto"} }), true},
+		{"a profile no catalog has", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile: "nope"} }), false},
+		{"a profile spelled with a space", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile: "nginx "} }), false},
+		{"a per-container profile", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationProfile + ".web": "nginx"} }), false},
+		{"a drain delay annotation", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationDrainDelay: "3s"} }), false},
+		{"a record of an earlier pass (a container added since)", with(func(p *corev1.Pod) { p.Annotations = map[string]string{mutate.AnnotationInjected: "web=nginx"} }), false},
 		{"a container with a lifecycle", with(func(p *corev1.Pod) { p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{} }), false},
 	} {
 		got := matching(t, e.mutating, c.pod, ns)

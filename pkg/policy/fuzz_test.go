@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,6 +88,49 @@ func TestPolicyMatchesEngineWithUserInitContainers(t *testing.T) {
 	if n < 100 {
 		t.Fatalf("only %d pods checked: the golden cases or admissible changed", n)
 	}
+}
+
+// TestPolicyMatchesEngineWithPodAnnotations is the fuzz target's invariant on every golden pod given a
+// pod-wide profile or supervision annotation, the documented way to choose them: every built-in profile,
+// "auto" and "none", each supervision spelling, and spellings the engine accepts but the plain policy
+// leaves to the general one (spaces, capitals). Most of these pods take the plain policy's way (plainPod);
+// the test fails if too few do, so the fast path cannot quietly stop being tested.
+func TestPolicyMatchesEngineWithPodAnnotations(t *testing.T) {
+	p := newParity(t)
+	prof, sup := mutate.AnnotationProfile, mutate.AnnotationSupervise
+	var sets []map[string]string
+	for _, n := range append(profiles.Builtins().Names(), "auto", "none", " nginx", "Celery", "nope") {
+		sets = append(sets, map[string]string{prof: n})
+	}
+	for _, v := range []string{"true", "no", "yes", "TRUE", "maybe"} {
+		sets = append(sets, map[string]string{sup: v})
+	}
+	sets = append(sets, map[string]string{prof: "celery", sup: "true"}, map[string]string{prof: "nginx", sup: "false"}, map[string]string{prof: "gunicorn", sup: "enabled"})
+	ns := &corev1.Namespace{}
+	ns.Name, ns.Labels = "fuzz", map[string]string{mutate.LabelInject: "enabled"}
+	n, plain := 0, 0
+	for _, g := range goldenCases(t) {
+		for i, set := range sets {
+			pod := g.Pod.DeepCopy()
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			maps.Copy(pod.Annotations, set)
+			if !admissible(pod) {
+				continue
+			}
+			n++
+			pod.Namespace = ns.Name
+			if got := matching(t, p.ev.mutating, pod, ns); len(got) == 1 && strings.HasSuffix(got[0], "-plain") {
+				plain++
+			}
+			t.Run(g.Name+"/"+strconv.Itoa(i), func(t *testing.T) { p.check(t, pod, "") })
+		}
+	}
+	if n < 1000 || plain < 400 {
+		t.Fatalf("%d pods checked, %d of them on the plain way: the golden cases, admissible or plainPod changed", n, plain)
+	}
+	t.Logf("%d pods checked, %d of them on the plain way", n, plain)
 }
 
 // parity runs pods through a compiled policy set and the engine compiled from the same options.

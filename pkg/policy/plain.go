@@ -7,7 +7,7 @@ import (
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
 )
 
-// The mutating policy for plain pods (PlainPod) is the engine written again for what such a pod can be, in
+// The mutating policy for plain pods (plainPod) is the engine written again for what such a pod can be, in
 // wide stages: the API server runs each CEL variable as its own program and every comprehension at a price
 // that dwarfs the work inside it (docs/performance.md), so here one comprehension computes everything a
 // container needs at one level of the engine's dependencies, and values a stage needs once are inlined.
@@ -58,7 +58,11 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 		"("+imgBase+".indexOf(':') >= 0 ? "+imgBase+".substring(0, "+imgBase+".indexOf(':')) : "+imgBase+"), "+
 		"("+imgBase+".indexOf(':') >= 0 ? "+imgBase+" : "+imgBase+" + ':latest')]"))
 	add("det", each(c.detectList("variables.pg[j][1]", "variables.pg[j][2]", "variables.pg[j][0]")))
-	add("prof", each(ctr+".name in "+c.meshList()+" ? '' : size(variables.det[j]) > 0 ? variables.det[j][0].split('\\u0000')[1] : "+
+	// The pod-wide profile annotation (plainPod: a compiled profile or "auto", which is not one) beats
+	// detection, but not for mesh proxies: a pod-wide profile was written for the app.
+	add("podProf", "variables.anns[?"+lit(mutate.AnnotationProfile)+"].orValue('')")
+	add("prof", each(ctr+".name in "+c.meshList()+" ? '' : variables.podProf in variables.catalog ? variables.podProf : "+
+		"size(variables.det[j]) > 0 ? variables.det[j][0].split('\\u0000')[1] : "+
 		"variables.nsProf != '' ? variables.nsProf : "+lit(c.defProf)))
 	add("planned", "variables.prof.exists(p, p != '')")
 
@@ -75,7 +79,9 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("d2", each("variables.d1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.d1[j]"))
 
 	// render.
-	supEff := "(" + cp("supervise") + " == true && size(" + cmd + ") > 0)"
+	// Supervision: the pod-wide annotation (plainPod: one of plainBools) beats the profile's.
+	add("sup", "variables.anns[?"+lit(mutate.AnnotationSupervise)+"].orValue('')")
+	supEff := "((variables.sup == '' ? " + cp("supervise") + " == true : variables.sup in " + litList(plainTrue) + ") && size(" + cmd + ") > 0)"
 	stop := strconv.FormatBool(c.o.Capabilities.StopSignal)
 	add("kind", each("variables.prof[j] == '' ? '' : "+cp("signal")+" == 'SIGTERM' && !"+supEff+" ? (variables.d2[j] > duration('0s') ? 'sleep' : 'none') : "+
 		cp("signal")+" != 'SIGTERM' && "+stop+" ? 'stop' : "+supEff+" ? 'sup' : 'exec'"))

@@ -186,7 +186,7 @@ func Compile(o Options) (*Policies, error) {
 	if len(c.problems) > 0 {
 		return nil, fmt.Errorf("cannot compile the policy:\n  %s", strings.Join(c.problems, "\n  "))
 	}
-	// The engine again, for plain pods only (see PlainPod).
+	// The engine again, for plain pods only (see plainPod).
 	plainVars, plainPatch, err := c.plainPolicy()
 	if err != nil {
 		return nil, err
@@ -327,8 +327,8 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 	// has no record, so its policy needs no such condition.
 	mutating(o.Name, patch, c.vars, with(
 		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled},
-		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + PlainPod + ")"}))
-	mutating(o.Name+"-plain", plainPatch, plainVars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: PlainPod}))
+		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + c.plainPod() + ")"}))
+	mutating(o.Name+"-plain", plainPatch, plainVars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: c.plainPod()}))
 
 	// warningSlots are validations that give variables.<list>'s warnings one per slot, the last slot joining
 	// the rest. In strict mode a pod the strict policy denies gets no warnings.
