@@ -700,12 +700,21 @@ func (c *compiler) addFastWarnings() {
 		}
 	}
 	rec := "variables.anns[?" + lit(mutate.AnnotationInjected) + "].orValue('').split(',')"
-	// Supervised: the pod-wide switch when it is set (handledPod: one of plainBools), else the profile's.
+	// Supervised: every rendered container when the pod-wide switch is on, none when it is off (handledPod:
+	// one of plainBools), else those whose profile supervises. Most pods have neither switch nor such a
+	// profile, and pay one lookup.
+	noCommand := func(entries string) string {
+		return entries + ".map(e, e.substring(0, e.indexOf('='))).filter(n, " +
+			"object.spec.containers.exists(x, x.name == n && size(x.?command.orValue([])) == 0)).map(n, 'lastcall: container ' + n + " +
+			"\": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\")"
+	}
+	byProfile := "[]"
+	if len(supervised) > 0 {
+		byProfile = noCommand(rec + ".filter(e, e.substring(e.indexOf('=') + 1) in " + litList(supervised) + ")")
+	}
 	sup := "variables.anns[?" + lit(mutate.AnnotationSupervise) + "]"
-	on := "(" + sup + ".hasValue() ? " + sup + ".value() in " + litList(plainTrue) + " : e.substring(e.indexOf('=') + 1) in " + litList(supervised) + ")"
-	cheap := rec + ".filter(e, e.substring(e.indexOf('=') + 1) != '-' && " + on + ").map(e, e.substring(0, e.indexOf('='))).filter(n, " +
-		"object.spec.containers.exists(x, x.name == n && size(x.?command.orValue([])) == 0)).map(n, 'lastcall: container ' + n + " +
-		"\": supervision needs an explicit command (the image's entrypoint is unknown to lastcall); rendering without it\")"
+	cheap := "(!" + sup + ".hasValue() ? " + byProfile + " : " + sup + ".value() in " + litList(plainTrue) + " ? " +
+		noCommand(rec+".filter(e, !e.endsWith('=-'))") + " : [])"
 	c.addWarn("warningsFast", "variables.skip != '' || variables.observe ? [] : variables.nsProblems.map(p, 'lastcall: ' + p.substring(p.lastIndexOf('\\u0000') + 1)) + "+cheap)
 }
 
