@@ -30,7 +30,7 @@ from celery import Celery
 
 url = os.environ["REDIS_URL"]
 app = Celery("tasks", broker=url, backend=url)
-app.conf.update(worker_prefetch_multiplier=1)
+app.conf.update(worker_prefetch_multiplier=1, worker_direct=True)
 r = redis.Redis.from_url(url)
 
 @app.task
@@ -99,17 +99,22 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 		if supervised := len(cmd) > 1 && cmd[0] == shimPath && cmd[1] == "run"; supervised != (r.name == "with") {
 			t.Fatalf("%s lastcall: worker command %q: want it under lastcall-shim run only with lastcall", r.name, cmd)
 		}
-		// Every worker must be consuming before the tasks are queued: a worker reserves one task per pool process
-		// (prefetch 1), so all 6 start within a moment, 2 per pod, and none has run 30 s of its 60 s when the
-		// scale-down comes (one that started early could finish inside the 30 s grace period).
+		// Every worker must be consuming before the tasks are queued, and each gets exactly 2 (one per pool
+		// process) through its own queue (worker_direct), so all 6 start within a moment and none has run 30 s
+		// of its 60 s when the scale-down comes (one that started early could finish inside the grace period).
+		// Not the shared queue: with Celery's early ack a task leaves the prefetch count as soon as it reaches a
+		// pool process, so one worker can reserve a third task, which then starts 60 s late (seen in CI).
+		var workers []string
 		if err := framework.WaitFor(ctx, 2*time.Minute, r.name+": 3 workers answer ping", func(ctx context.Context) (bool, error) {
 			out, _ := env.Kubectl(ctx, "-n", r.ns, "exec", r.redisPod, "--", "sh", "-c", "cd /app && celery -A tasks inspect ping -t 3")
-			return strings.Count(out, ": OK") == celeryReplicas, nil
+			workers = celeryWorkers(out)
+			return len(workers) == celeryReplicas, nil
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := env.Kubectl(ctx, "-n", r.ns, "exec", r.redisPod, "--", "sh", "-c",
-			fmt.Sprintf("cd /app && python3 -c 'import tasks\nfor i in range(%d): tasks.slow.delay(i, %d)'", celeryTasksE2E, int(celeryTaskLen.Seconds()))); err != nil {
+		submit := fmt.Sprintf("import tasks\nfrom celery.utils import worker_direct\nw = %q.split()\nfor i in range(%d): tasks.slow.apply_async((i, %d), queue=worker_direct(w[i %% len(w)]))",
+			strings.Join(workers, " "), celeryTasksE2E, int(celeryTaskLen.Seconds()))
+		if out, err := env.Kubectl(ctx, "-n", r.ns, "exec", r.redisPod, "--", "sh", "-c", "cd /app && python3 -c \"$0\"", submit); err != nil {
 			t.Fatalf("%s: submit tasks: %v\n%s", r.name, err, out)
 		}
 		if err := framework.WaitFor(ctx, 2*time.Minute, r.name+": every task running", func(ctx context.Context) (bool, error) {
@@ -202,6 +207,17 @@ func TestCeleryBehindShellScaleDown(t *testing.T) {
 			}
 		}
 	}
+}
+
+// celeryWorkers reads the node names from the output of celery inspect ping ("->  worker@pod: OK").
+func celeryWorkers(ping string) []string {
+	var names []string
+	for _, line := range strings.Split(ping, "\n") {
+		if name, ok := strings.CutSuffix(strings.TrimSpace(line), ": OK"); ok {
+			names = append(names, strings.TrimSpace(strings.TrimPrefix(name, "->")))
+		}
+	}
+	return names
 }
 
 type celeryTask struct {
