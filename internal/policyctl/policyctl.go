@@ -173,7 +173,7 @@ func (r *Reconciler) count(result string) {
 func (r *Reconciler) names() map[string]bool {
 	n := r.name()
 	out := map[string]bool{}
-	for _, x := range append(policy.MutatingNames(n), policy.ValidatingNames(n)...) {
+	for _, x := range append(append(policy.MutatingNames(n), policy.RetiredNames(n)...), policy.ValidatingNames(n)...) {
 		out[x] = true
 	}
 	return out
@@ -410,7 +410,7 @@ func (r *Reconciler) apply(ctx context.Context, objs []*unstructured.Unstructure
 
 func (r *Reconciler) deleteStale(ctx context.Context, ps *policy.Policies) error {
 	var objs []client.Object
-	for _, n := range policy.MutatingNames(r.name()) {
+	for _, n := range append(policy.MutatingNames(r.name()), policy.RetiredNames(r.name())...) {
 		if !ps.Has(n) {
 			objs = append(objs, &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: n}},
 				&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: n}})

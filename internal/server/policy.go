@@ -120,17 +120,15 @@ func runPolicyController(ctx context.Context, cfg *rest.Config, o Options, pol m
 	return mgr.Start(ctx)
 }
 
-// rendered tells whether the bindings of a render named name are in the (cached) cluster: every binding a
-// render always has, so the API server runs its mutating policies.
+// rendered tells whether the mutating binding of a render named name is in the (cached) cluster, so the
+// API server runs its mutating policy.
 func rendered(ctx context.Context, c client.Reader, name string) error {
 	if name == "" {
 		name = policy.DefaultName
 	}
-	for _, n := range policy.MutatingNames(name) {
-		var b admissionregistrationv1.MutatingAdmissionPolicyBinding
-		if err := c.Get(ctx, client.ObjectKey{Name: n}, &b); err != nil {
-			return fmt.Errorf("no render applied yet: MutatingAdmissionPolicyBinding %s: %w", n, err)
-		}
+	var b admissionregistrationv1.MutatingAdmissionPolicyBinding
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, &b); err != nil {
+		return fmt.Errorf("no render applied yet: MutatingAdmissionPolicyBinding %s: %w", name, err)
 	}
 	return nil
 }

@@ -217,7 +217,10 @@ func (c *compiler) build() {
 	c.add("capped", "variables.target > "+lim+" && variables.current <= "+lim)
 	c.add("grace", "variables.capped ? "+lim+" : variables.target")
 	c.add("graceD", "duration(string(variables.grace) + 's')")
-	c.add("delay2", forJ("variables.delay1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.delay1[j]"))
+	addFit(c.add, forJ, "lists.range(size(variables.cands))", "variables.delay1[j]", "!variables.kept0[j]",
+		"variables.sel[j] && !variables.cands[j].init && variables.cp[j].role == 'proxy'",
+		"variables.sel[j] && !variables.cands[j].init && !variables.kept0[j] && variables.cp[j].role == 'upstream'",
+		"size(variables.proxyDelays) > 0")
 
 	// Durations as Go prints them, once per container.
 	// Most values are the profile's own: its text is in the catalog, and formatting (a long expression) runs
@@ -314,6 +317,25 @@ func (c *compiler) build() {
 }
 
 // program mirrors profiles.Program for a CEL list of words.
+// addFit adds mutate's fit as variables: every delay below the grace period (the API requires a preStop
+// sleep shorter than it), a proxy with an ordered upstream one second below that, so the upstream still
+// follows it; then an ordered upstream at least the latest proxy + 1s again where a kept proxy hook left it
+// shorter, but never past the grace period. each maps over the containers (j), rng is their index range,
+// delay1 the delay after ordering, clippable whether container j's delay may be clipped (a kept hook is not),
+// proxy and upstream select the ordered roles, hasProxy whether any proxy is ordered. The result:
+// variables.clip[j] (the delay was clipped: a warning) and variables.delay2[j]. add declares a variable.
+func addFit(add func(name, expr string), each func(string) string, rng, delay1, clippable, proxy, upstream, hasProxy string) {
+	add("ordered", "("+hasProxy+" && "+rng+".exists(j, "+upstream+"))")
+	less := "(variables.ordered && " + proxy + " ? 2 : 1)"
+	add("limS", each("variables.grace > "+less+" ? variables.grace - "+less+" : 0"))
+	add("clip", each(clippable+" && "+ceilSeconds(delay1)+" > variables.limS[j]"))
+	add("delay2a", each("variables.clip[j] ? duration(string(variables.limS[j]) + 's') : "+delay1))
+	add("latest", "("+hasProxy+" ? "+rng+".filter(j, "+proxy+").map(j, variables.delay2a[j]).sort() : [duration('-1s')])")
+	after := "variables.latest[size(variables.latest) - 1] + duration('1s')"
+	top := "(variables.grace > 1 ? variables.graceD - duration('1s') : duration('0s'))"
+	add("delay2", each(upstream+" && "+hasProxy+" && variables.delay2a[j] < "+after+" ? ("+after+" < "+top+" ? "+after+" : "+top+") : variables.delay2a[j]"))
+}
+
 func program(w string) string { return programFrom(w, programFirst(w)) }
 
 // programFirst is the indexes of w that can be the program (wrappers such as tini or bundle exec skipped).
@@ -539,8 +561,10 @@ func (c *compiler) addWarnings() {
 	}
 	render = append(render,
 		"(variables.capped ? ['lastcall: terminationGracePeriodSeconds capped at "+strconv.FormatInt(c.limit, 10)+" (policy maxGracePeriod "+c.o.Policy.MaxGracePeriod.Duration.String()+"); the longest shutdown needs ' + string(variables.needed)] : [])",
+		// fit's warnings come first, for every container (the engine fits all delays before it renders).
+		"lists.range(size(variables.cands)).filter(j, variables.sel[j] && variables.clip[j]).map(j, "+
+			"'lastcall: container ' + variables.cands[j].name + ': drain delay ' + "+"variables.fmtD1[j]"+" + ' does not fit the grace period ' + "+"variables.fmtGrace"+" + '; using ' + "+"variables.fmtD2[j]"+")",
 		"lists.range(size(variables.cands)).filter(j, variables.sel[j]).map(j, "+
-			"(variables.delay1[j] >= variables.graceD ? ['lastcall: container ' + variables.cands[j].name + ': drain delay ' + "+"variables.fmtD1[j]"+" + ' does not fit the grace period ' + "+"variables.fmtGrace"+" + '; using ' + "+"variables.fmtD2[j]"+"] : []) + "+
 			"(variables.fm[j] ? ['lastcall: container ' + variables.cands[j].name + ' already mounts something else at "+mutate.ShimDir+"; left unchanged'] : "+
 			"(variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ' already has a preStop hook; kept it (policy existingPreStop: keep); its grace period still covers the ' + variables.prof[j] + ' profile'] : []) + "+
 			"(variables.rend[j] && variables.hookKind[j] in ['user', 'usersleep'] && !variables.kept[j] ? ['lastcall: container ' + variables.cands[j].name + ': replaced its preStop hook (policy existingPreStop: replace)'] : []) + "+

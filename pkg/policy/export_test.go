@@ -10,3 +10,6 @@ func GlobRegexp(p string) (*regexp.Regexp, error) {
 	}
 	return regexp.Compile(s)
 }
+
+// PlainCondition is the CEL condition under which the mutating policy takes the plain way.
+func (p *Policies) PlainCondition() string { return p.plain }

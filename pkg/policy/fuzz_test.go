@@ -2,15 +2,18 @@ package policy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/lastcall-dev/lastcall/internal/testcases"
 	"github.com/lastcall-dev/lastcall/pkg/mutate"
@@ -121,7 +124,7 @@ func TestPolicyMatchesEngineWithPodAnnotations(t *testing.T) {
 			}
 			n++
 			pod.Namespace = ns.Name
-			if got := matching(t, p.ev.mutating, pod, ns); len(got) == 1 && strings.HasSuffix(got[0], "-plain") {
+			if p.ev.plainWay(t, pod, ns) {
 				plain++
 			}
 			t.Run(g.Name+"/"+strconv.Itoa(i), func(t *testing.T) { p.check(t, pod, "") })
@@ -133,6 +136,44 @@ func TestPolicyMatchesEngineWithPodAnnotations(t *testing.T) {
 	t.Logf("%d pods checked, %d of them on the plain way", n, plain)
 }
 
+// TestPolicyMatchesEngineWithCappedGrace is the fuzz target's invariant where maxGracePeriod is below what
+// the pods need, so delays are fitted below the capped grace period (mutate's fit: a proxy one second below
+// its ordered upstream, sleeps shorter than the grace period as the API requires). With the default cap no
+// pod the catalog can describe reaches it, so the fuzzer never does. Every golden pod, with pod-wide drain
+// delays around the cap (whole and fractional seconds) and with an nginx added next to it, under two caps.
+func TestPolicyMatchesEngineWithCappedGrace(t *testing.T) {
+	n := 0
+	for _, limit := range []time.Duration{20 * time.Second, 60 * time.Second} {
+		pol := mutate.DefaultPolicy()
+		pol.MaxGracePeriod = metav1.Duration{Duration: limit}
+		p := newParityWith(t, pol)
+		for _, g := range goldenCases(t) {
+			for _, delay := range []string{"", "2m", "59500ms", "58s", "19s", "18600ms"} {
+				for _, proxy := range []bool{false, true} {
+					pod := g.Pod.DeepCopy()
+					if delay != "" {
+						if pod.Annotations == nil {
+							pod.Annotations = map[string]string{}
+						}
+						pod.Annotations[mutate.AnnotationDrainDelay] = delay
+					}
+					if proxy {
+						pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "added", Image: "nginx:1.27"})
+					}
+					if !admissible(pod) {
+						continue
+					}
+					n++
+					t.Run(fmt.Sprintf("%s/%s/%q/%v", limit, g.Name, delay, proxy), func(t *testing.T) { p.check(t, pod, "") })
+				}
+			}
+		}
+	}
+	if n < 1000 {
+		t.Fatalf("only %d pods checked: the golden cases or admissible changed", n)
+	}
+}
+
 // parity runs pods through a compiled policy set and the engine compiled from the same options.
 type parity struct {
 	ev     *evaluator
@@ -140,9 +181,11 @@ type parity struct {
 	cat    *profiles.Catalog
 }
 
-func newParity(tb testing.TB) *parity {
+func newParity(tb testing.TB) *parity { return newParityWith(tb, mutate.DefaultPolicy()) }
+
+func newParityWith(tb testing.TB, pol mutate.Policy) *parity {
 	tb.Helper()
-	o := policy.Options{Policy: mutate.DefaultPolicy(), Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "fuzz"}
+	o := policy.Options{Policy: pol, Capabilities: mutate.Capabilities{PreStopSleep: true}, Version: "fuzz"}
 	ps, err := policy.Compile(o)
 	if err != nil {
 		tb.Fatal(err)

@@ -22,7 +22,7 @@ import (
 //	variables.det[j]   detection hits, best first (detectList)
 //	variables.prof[j]  the profile, "" for a container left alone (a mesh proxy)
 //	variables.d1[j]    the drain delay after ordering (an upstream waits for the slowest proxy + 1s)
-//	variables.d2[j]    d1 clipped below the grace period
+//	variables.delay2[j] d1 fitted below the grace period (addFit)
 //	variables.kind[j]  how it is rendered: "" (left alone), none, sleep, stop, sup, exec
 //	variables.hook[j]  the preStop hook, {} for none
 //	variables.fpm[j]   php-fpm's config file for the check of container j, '' for none
@@ -76,19 +76,20 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 	add("target", "variables.current > variables.needed ? variables.current : variables.needed")
 	add("grace", "variables.target > "+lim+" && variables.current <= "+lim+" ? "+lim+" : variables.target")
 	add("graceD", "duration(string(variables.grace) + 's')")
-	add("d2", each("variables.d1[j] >= variables.graceD ? variables.graceD - duration('1s') : variables.d1[j]"))
+	addFit(add, each, "lists.range("+n+")", "variables.d1[j]", "true", "variables.prof[j] != '' && "+cp("role")+" == 'proxy'",
+		"variables.prof[j] != '' && "+cp("role")+" == 'upstream'", "size(variables.proxyDelays) > 0")
 
 	// render.
 	// Supervision: the pod-wide annotation (plainPod: one of plainBools) beats the profile's.
 	add("sup", "variables.anns[?"+lit(mutate.AnnotationSupervise)+"].orValue('')")
 	supEff := "((variables.sup == '' ? " + cp("supervise") + " == true : variables.sup in " + litList(plainTrue) + ") && size(" + cmd + ") > 0)"
 	stop := strconv.FormatBool(c.o.Capabilities.StopSignal)
-	add("kind", each("variables.prof[j] == '' ? '' : "+cp("signal")+" == 'SIGTERM' && !"+supEff+" ? (variables.d2[j] > duration('0s') ? 'sleep' : 'none') : "+
+	add("kind", each("variables.prof[j] == '' ? '' : "+cp("signal")+" == 'SIGTERM' && !"+supEff+" ? (variables.delay2[j] > duration('0s') ? 'sleep' : 'none') : "+
 		cp("signal")+" != 'SIGTERM' && "+stop+" ? 'stop' : "+supEff+" ? 'sup' : 'exec'"))
-	fmtD2 := "(variables.d2[j] == " + cp("delay") + " ? string(" + cp("delayFmt") + ") : " + formatDuration("variables.d2[j]") + ")"
+	fmtD2 := "(variables.delay2[j] == " + cp("delay") + " ? string(" + cp("delayFmt") + ") : " + formatDuration("variables.delay2[j]") + ")"
 	fmtT := "string(" + cp("timeoutFmt") + ")"
-	sleepy := "(variables.kind[j] in ['sleep', 'stop', 'sup'] && variables.d2[j] > duration('0s'))"
-	sleepHook := "dyn({'sleep': {'seconds': " + ceilSeconds("variables.d2[j]") + "}})"
+	sleepy := "(variables.kind[j] in ['sleep', 'stop', 'sup'] && variables.delay2[j] > duration('0s'))"
+	sleepHook := "dyn({'sleep': {'seconds': " + ceilSeconds("variables.delay2[j]") + "}})"
 	shimSleep := "false"
 	if !c.o.Capabilities.PreStopSleep {
 		sleepHook = "dyn({'exec': {'command': [" + lit(mutate.ShimPath) + ", 'prestop', '--delay', " + fmtD2 + ", '--signal', 'none']}})"

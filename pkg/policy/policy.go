@@ -72,12 +72,19 @@ type Policies struct {
 	MutatingBindings   []*admissionregistrationv1.MutatingAdmissionPolicyBinding
 	Validating         []*admissionregistrationv1.ValidatingAdmissionPolicy
 	ValidatingBindings []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// plain is the condition (plainPod) under which the mutating policy takes the plain way.
+	plain string
 }
 
 // MutatingNames and ValidatingNames are every policy name a render named name can produce (each binding has
 // its policy's name): which validating policies exist depends on the catalog and strict mode, so whoever
-// applies renders deletes the ones the current render does not have.
-func MutatingNames(name string) []string { return []string{name, name + "-plain"} }
+// applies renders deletes the ones the current render does not have, and the RetiredNames.
+func MutatingNames(name string) []string { return []string{name} }
+
+// RetiredNames are the mutating policies earlier renders had and this one does not: name-plain, the plain
+// way as a policy of its own before both ways became one policy (see objects). Left in a cluster it would
+// run beside the current render.
+func RetiredNames(name string) []string { return []string{name + "-plain"} }
 
 // ValidatingNames: see MutatingNames.
 func ValidatingNames(name string) []string {
@@ -258,6 +265,43 @@ func UncompiledNames(problems map[string][]string) []string {
 	return out
 }
 
+// merge declares the plain way's variables beside the general way's in one policy: a variable the general
+// way declares alike is shared, any other plain one whose name is taken is renamed "p" + Name (in every
+// plain expression and the plain patch). The API server evaluates variables lazily, so a pod pays only for
+// the ones its way reads.
+func merge(general, plain []variable, plainPatch string) ([]variable, string) {
+	have := map[string]string{}
+	for _, v := range general {
+		have[v.name] = v.expr
+	}
+	rename := map[string]string{}
+	sub := func(expr string) string {
+		return varRef.ReplaceAllStringFunc(expr, func(m string) string {
+			if n, ok := rename[m[len("variables."):]]; ok {
+				return "variables." + n
+			}
+			return m
+		})
+	}
+	out := append([]variable(nil), general...)
+	for _, v := range plain {
+		v.expr = sub(v.expr)
+		if e, ok := have[v.name]; ok {
+			if e == v.expr {
+				continue
+			}
+			n := "p" + strings.ToUpper(v.name[:1]) + v.name[1:]
+			for _, taken := have[n]; taken; _, taken = have[n] {
+				n = "p" + n
+			}
+			rename[v.name], v.name = n, n
+		}
+		have[v.name] = v.expr
+		out = append(out, v)
+	}
+	return out, sub(plainPatch)
+}
+
 func (c *compiler) variables(vars []variable) []admissionregistrationv1.Variable {
 	out := make([]admissionregistrationv1.Variable, len(vars))
 	for i, v := range vars {
@@ -296,7 +340,7 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 		}
 		return []admissionregistrationv1.MatchCondition{{Name: "lastcall-serves", Expression: strings.Join(parts, " && ")}}
 	}
-	out := &Policies{}
+	out := &Policies{plain: c.plainPod()}
 	mutating := func(name, patch string, vars []variable, conds []admissionregistrationv1.MatchCondition) {
 		p := &admissionregistrationv1.MutatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
@@ -321,14 +365,16 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 		out.Mutating = append(out.Mutating, p)
 		out.MutatingBindings = append(out.MutatingBindings, b)
 	}
-	// The mutating policy's own change makes the API server run the mutating admission chain again
-	// (reinvocationPolicy IfNeeded), and on a pod lastcall has handled whose container set is unchanged the
-	// engine changes nothing: the webhook's condition spares that second evaluation here too. A plain pod
-	// has no record, so its policy needs no such condition.
-	mutating(o.Name, patch, c.vars, with(
-		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled},
-		admissionregistrationv1.MatchCondition{Name: "not-plain", Expression: "!(" + c.plainPod() + ")"}))
-	mutating(o.Name+"-plain", plainPatch, plainVars, with(admissionregistrationv1.MatchCondition{Name: "plain", Expression: c.plainPod()}))
+	// One mutating policy with both ways (plainPod picks the plain one): on its second pass the API server
+	// runs only the policies that matched on the first, so a pod the plain way injected that another mutator
+	// then changed (a mesh's injector adding containers) must find the policy that ran on it able to take
+	// the general way. Two policies with exclusive conditions left those containers unhandled
+	// (TestAnotherMutatorInPolicyMode). The policy's own change makes the API server run the mutating
+	// chain again (reinvocationPolicy IfNeeded), and on a pod lastcall has handled whose container set is
+	// unchanged the engine changes nothing: the webhook's condition spares that second evaluation here too.
+	vars, plainPatch := merge(c.vars, plainVars, plainPatch)
+	mutating(o.Name, "("+c.plainPod()+") ? ("+plainPatch+") : ("+patch+")", vars, with(
+		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled}))
 
 	// warningSlots are validations that give variables.<list>'s warnings one per slot, the last slot joining
 	// the rest. In strict mode a pod the strict policy denies gets no warnings.

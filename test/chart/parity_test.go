@@ -251,8 +251,8 @@ func TestPolicyControllerRBACParity(t *testing.T) {
 			t.Errorf("%s: chart rules differ from the generated config/policy-controller/role.yaml (-generated +chart); change internal/rbac/policyctl markers and charts/lastcall/templates/policy-controller.yaml together:\n%s", kind, diff)
 		}
 	}
-	// The names it may write are exactly those a render can have.
-	want := append(policy.MutatingNames(releaseName+"-rendered"), policy.ValidatingNames(releaseName+"-rendered")...)
+	// The names it may write are exactly those a render can have, and the retired ones it deletes.
+	want := append(append(policy.MutatingNames(releaseName+"-rendered"), policy.RetiredNames(releaseName+"-rendered")...), policy.ValidatingNames(releaseName+"-rendered")...)
 	sort.Strings(want)
 	var got []string
 	for _, r := range find(t, chart, "ClusterRole", name).Object["rules"].([]any) {

@@ -227,7 +227,7 @@ func admissionCounts(ctx context.Context, t *testing.T, env *framework.Env) admi
 	if c.failOpen, err = apiserverMetric(ctx, env, "apiserver_admission_webhook_fail_open_count", `name="pods.lastcall.dev"`); err != nil {
 		t.Fatal(err)
 	}
-	// The render has a mutating policy for plain pods and one for the rest: a pod is checked by one of them.
+	// The render's mutating policies (one, with both ways): a pod is checked by it.
 	var all float64
 	for _, name := range policy.MutatingNames(framework.LastcallPolicy) {
 		p, b := fmt.Sprintf(`policy="%s"`, name), fmt.Sprintf(`policy_binding="%s"`, name)

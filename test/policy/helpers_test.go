@@ -42,7 +42,8 @@ func createSet(t *testing.T, set string, o policy.Options) *policy.Policies {
 	ps.SetNamespaceSelector(sel)
 	ctx := context.Background()
 	for _, obj := range ps.Objects() {
-		if err := k8s.Create(ctx, obj.(client.Object)); err != nil {
+		// A set is named by a hash of its rendering: one that exists (another test installed it) is this one.
+		if err := k8s.Create(ctx, obj.(client.Object)); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatalf("create %T: %v", obj, err)
 		}
 	}
@@ -54,20 +55,25 @@ func createSet(t *testing.T, set string, o policy.Options) *policy.Policies {
 func waitSet(t *testing.T, set string, o policy.Options) {
 	t.Helper()
 	probeNS := "probe-" + set
-	// The API server loads policies asynchronously: wait until a probe pod is mutated and warned about.
+	// The API server loads policies asynchronously: wait until a probe pod is mutated by each mutating policy
+	// and warned about.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		good := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: probeNS},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}}}
 		bad := good.DeepCopy()
 		bad.Annotations = map[string]string{mutate.AnnotationDrainDelay: "soonish"}
+		// A per-container annotation takes the general mutating policy, the probe without the plain one.
+		general := good.DeepCopy()
+		general.Annotations = map[string]string{mutate.AnnotationProfile + ".web": "nginx"}
 		got, _, err := create(good, true)
+		gotGeneral, _, errGeneral := create(general, true)
 		_, warnings, badErr := create(bad, true)
 		validating := len(warnings) > 0
 		if o.Policy.Strict {
 			validating = badErr != nil && strings.Contains(badErr.Error(), "strict mode")
 		}
-		if err == nil && got.Annotations[mutate.AnnotationInjected] != "" && validating {
+		if err == nil && got.Annotations[mutate.AnnotationInjected] != "" && errGeneral == nil && gotGeneral.Annotations[mutate.AnnotationInjected] != "" && validating {
 			break
 		}
 		if time.Now().After(deadline) {

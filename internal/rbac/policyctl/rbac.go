@@ -9,7 +9,7 @@
 //   - the admission policies and bindings: list/watch for the drift watch (RBAC cannot limit an informer by
 //     name); create/get/patch (server-side apply; creating through it needs create, which RBAC checks with
 //     the name from the URL) and delete (a policy the current render does not have) only of the objects it
-//     renders, by name: policy.MutatingNames and policy.ValidatingNames of "lastcall-rendered".
+//     renders, by name: policy.MutatingNames, RetiredNames and ValidatingNames of "lastcall-rendered".
 //   - clusterroles: get of its own ClusterRole, which it names as the owner of what it applies, so that
 //     deleting the release deletes them (garbage collection).
 //   - with the shutdown observer: pods (watch of those labelled lastcall.dev/managed) and events on workloads.
