@@ -316,7 +316,6 @@ func (c *compiler) build() {
 	c.addWarnings()
 }
 
-// program mirrors profiles.Program for a CEL list of words.
 // addFit adds mutate's fit as variables: every delay below the grace period (the API requires a preStop
 // sleep shorter than it), a proxy with an ordered upstream one second below that, so the upstream still
 // follows it; then an ordered upstream at least the latest proxy + 1s again where a kept proxy hook left it
@@ -336,6 +335,7 @@ func addFit(add func(name, expr string), each func(string) string, rng, delay1, 
 	add("delay2", each(upstream+" && "+hasProxy+" && variables.delay2a[j] < "+after+" ? ("+after+" < "+top+" ? "+after+" : "+top+") : variables.delay2a[j]"))
 }
 
+// program mirrors profiles.Program for a CEL list of words.
 func program(w string) string { return programFrom(w, programFirst(w)) }
 
 // programFirst is the indexes of w that can be the program (wrappers such as tini or bundle exec skipped).
@@ -725,7 +725,7 @@ func (c *compiler) addFastWarnings() {
 	}
 	rec := "variables.anns[?" + lit(mutate.AnnotationInjected) + "].orValue('').split(',')"
 	// Supervised: every rendered container when the pod-wide switch is on, none when it is off (handledPod:
-	// one of plainBools), else those whose profile supervises. Most pods have neither switch nor such a
+	// one of plainValues), else those whose profile supervises. Most pods have neither switch nor such a
 	// profile, and pay one lookup.
 	noCommand := func(entries string) string {
 		return entries + ".map(e, e.substring(0, e.indexOf('='))).filter(n, " +
@@ -757,8 +757,8 @@ func (c *compiler) handledPod() string {
 	a := "object.metadata.annotations"
 	return "has(" + a + ") && " + lit(mutate.AnnotationInjected) + " in " + a + " && " +
 		a + ".all(k, !k.startsWith(" + lit(mutate.Prefix) + ") || k in [" + lit(mutate.AnnotationInjected) + ", " + lit(mutate.AnnotationVersion) + "] || " +
-		"(k == " + lit(mutate.AnnotationProfile) + " && " + a + "[k] in " + litSet(append(c.catalog.Names(), profiles.NameAuto)) + ") || " +
-		"(k == " + lit(mutate.AnnotationSupervise) + " && " + a + "[k] in " + litSet(plainBools) + ")) && " +
+		"(k == " + lit(mutate.AnnotationProfile) + " && " + a + "[k] in " + c.plainValues(mutate.AnnotationProfile) + ") || " +
+		"(k == " + lit(mutate.AnnotationSupervise) + " && " + a + "[k] in " + c.plainValues(mutate.AnnotationSupervise) + ")) && " +
 		a + "[" + lit(mutate.AnnotationInjected) + "].split(',').all(e, e.matches('^[^=]+=(-|[a-z0-9][a-z0-9.-]*)$') && e.substring(e.indexOf('=') + 1) in " + litList(append([]string{"-"}, c.catalog.Names()...)) + ")"
 }
 
@@ -801,20 +801,26 @@ func (c *compiler) plainPod() string {
 	a := "object.metadata.annotations"
 	prof, sup := lit(mutate.AnnotationProfile), lit(mutate.AnnotationSupervise)
 	return "(!has(" + a + ") || (!" + a + ".exists(k, k.startsWith(" + lit(mutate.Prefix) + ") && !(k in [" + prof + ", " + sup + "])) && " +
-		"(!(" + prof + " in " + a + ") || " + a + "[" + prof + "] in " + litSet(append(c.catalog.Names(), profiles.NameAuto)) + ") && " +
-		"(!(" + sup + " in " + a + ") || " + a + "[" + sup + "] in " + litSet(plainBools) + "))) && " +
+		"(!(" + prof + " in " + a + ") || " + a + "[" + prof + "] in " + c.plainValues(mutate.AnnotationProfile) + ") && " +
+		"(!(" + sup + " in " + a + ") || " + a + "[" + sup + "] in " + c.plainValues(mutate.AnnotationSupervise) + "))) && " +
 		"(!has(object.spec.initContainers) || object.spec.initContainers.all(x, " +
 		"!has(x.command) || size(x.command) == 0 || !(x.command[0] in [" + lit(mutate.ShimPath) + ", " + lit(mutate.ShimImagePath) + "]))) && " +
 		"object.spec.containers.all(x, !has(x.lifecycle) && (!has(x.volumeMounts) || x.volumeMounts.all(m, m.mountPath != " + lit(mutate.ShimDir) + ")) && " +
 		"(!has(x.command) || size(x.command) == 0 || x.command[0] != " + lit(mutate.ShimPath) + "))"
 }
 
-// plainBools are the spellings of lastcall.dev/supervise a plain pod may have (the engine's parseBool takes
-// them, and more); plainTrue are those that turn supervision on.
-var (
-	plainBools = []string{"true", "enabled", "yes", "false", "disabled", "no"}
-	plainTrue  = []string{"true", "enabled", "yes"}
-)
+// plainTrue are the spellings of lastcall.dev/supervise that turn supervision on in a plain pod.
+var plainTrue = []string{"true", "enabled", "yes"}
+
+// plainValues is the set (litSet) of values a plain pod's key may have: for lastcall.dev/profile a profile
+// the catalog compiles or "auto", for lastcall.dev/supervise plainTrue and the spellings of false (the
+// engine's parseBool takes these, and more).
+func (c *compiler) plainValues(key string) string {
+	if key == mutate.AnnotationProfile {
+		return litSet(append(c.catalog.Names(), profiles.NameAuto))
+	}
+	return litSet(append(slices.Clone(plainTrue), "false", "disabled", "no"))
+}
 
 // litSet is a CEL map literal with the strings as keys: membership in it costs the same whatever its size
 // (a list's costs its length, which the API server's cost estimate multiplies by every size it cannot bound).

@@ -80,7 +80,7 @@ func (c *compiler) plainPolicy() (vars []variable, patch string, err error) {
 		"variables.prof[j] != '' && "+cp("role")+" == 'upstream'", "size(variables.proxyDelays) > 0")
 
 	// render.
-	// Supervision: the pod-wide annotation (plainPod: one of plainBools) beats the profile's.
+	// Supervision: the pod-wide annotation (plainPod: one of plainValues) beats the profile's.
 	add("sup", "variables.anns[?"+lit(mutate.AnnotationSupervise)+"].orValue('')")
 	supEff := "((variables.sup == '' ? " + cp("supervise") + " == true : variables.sup in " + litList(plainTrue) + ") && size(" + cmd + ") > 0)"
 	stop := strconv.FormatBool(c.o.Capabilities.StopSignal)

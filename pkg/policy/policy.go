@@ -340,7 +340,8 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 		}
 		return []admissionregistrationv1.MatchCondition{{Name: "lastcall-serves", Expression: strings.Join(parts, " && ")}}
 	}
-	out := &Policies{plain: c.plainPod()}
+	plain := c.plainPod()
+	out := &Policies{plain: plain}
 	mutating := func(name, patch string, vars []variable, conds []admissionregistrationv1.MatchCondition) {
 		p := &admissionregistrationv1.MutatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
@@ -373,7 +374,7 @@ func (c *compiler) objects(patch string, plainVars []variable, plainPatch string
 	// chain again (reinvocationPolicy IfNeeded), and on a pod lastcall has handled whose container set is
 	// unchanged the engine changes nothing: the webhook's condition spares that second evaluation here too.
 	vars, plainPatch := merge(c.vars, plainVars, plainPatch)
-	mutating(o.Name, "("+c.plainPod()+") ? ("+plainPatch+") : ("+patch+")", vars, with(
+	mutating(o.Name, "("+plain+") ? ("+plainPatch+") : ("+patch+")", vars, with(
 		admissionregistrationv1.MatchCondition{Name: "not-already-handled", Expression: NotAlreadyHandled}))
 
 	// warningSlots are validations that give variables.<list>'s warnings one per slot, the last slot joining

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/lastcall-dev/lastcall/internal/testcases"
@@ -80,11 +82,13 @@ func TestAnotherMutatorInPolicyMode(t *testing.T) {
 	// The API server loads policies asynchronously: wait until both mesh policies apply.
 	for _, name := range []string{"aaa-mesh", "zzz-mesh"} {
 		namespace(t, "probe-"+name, map[string]string{meshLabel: name}, nil)
-		waitFor(t, name+" to apply", func() bool {
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 			got, _, err := create(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "probe-" + name},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx:1.27"}}}}, true)
-			return err == nil && len(got.Spec.Containers) == 3
-		})
+			return err == nil && len(got.Spec.Containers) == 3, nil
+		}); err != nil {
+			t.Fatalf("waiting for %s to apply: %v", name, err)
+		}
 	}
 	checked, rendered := 0, 0
 	for _, c := range cases {
@@ -156,12 +160,7 @@ func TestAnotherMutatorInPolicyMode(t *testing.T) {
 }
 
 func hasContainer(cs []corev1.Container, name string) bool {
-	for _, c := range cs {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == name })
 }
 
 func containerNames(cs []corev1.Container) []string {
@@ -170,16 +169,4 @@ func containerNames(cs []corev1.Container) []string {
 		out[i] = c.Name
 	}
 	return out
-}
-
-// waitFor polls ok every 100 ms for up to 30 s.
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: not after 30s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
